@@ -1,0 +1,101 @@
+"""Printing rule expressions as target code.
+
+One printer base, one subclass per target language (the shape of Brian2's code
+generators): the base walks sympy trees; subclasses decide how a scoped symbol and a
+function call are spelled.
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy.printing.str import StrPrinter
+
+from neurolocal.symbols import Ref
+
+
+class ExprPrinter(StrPrinter):
+    """Base printer: subclasses override :meth:`symbol` and :attr:`functions`."""
+
+    functions: dict[str, str] = {}
+
+    def symbol(self, ref: Ref) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        return self.symbol(Ref.of(expr))
+
+    def _call(self, name: str, args) -> str:
+        return f"{self.functions[name]}({', '.join(self._print(a) for a in args)})"
+
+    def _print_Function(self, expr) -> str:
+        return self._call(type(expr).__name__.lower(), expr.args)
+
+    def _print_exp(self, expr) -> str:
+        return self._call("exp", expr.args)
+
+    def _print_log(self, expr) -> str:
+        return self._call("log", expr.args)
+
+    def _print_tanh(self, expr) -> str:
+        return self._call("tanh", expr.args)
+
+    def _print_sign(self, expr) -> str:
+        return self._call("sign", expr.args)
+
+    def _print_Abs(self, expr) -> str:
+        return self._call("abs", expr.args)
+
+    def _print_Heaviside(self, expr) -> str:
+        return self._call("step", expr.args[:1])
+
+    def _print_Max(self, expr) -> str:
+        return self._fold("max", expr.args)
+
+    def _print_Min(self, expr) -> str:
+        return self._fold("min", expr.args)
+
+    def _fold(self, name: str, args) -> str:
+        out = self._print(args[0])
+        for a in args[1:]:
+            out = f"{self.functions[name]}({out}, {self._print(a)})"
+        return out
+
+    def _print_Pow(self, expr, rational=False) -> str:
+        base, exp = expr.args
+        if exp == sympy.Rational(1, 2):
+            return self._call("sqrt", [base])
+        if exp == -sympy.Rational(1, 2):
+            return f"(1.0/{self._call('sqrt', [base])})"
+        return f"({self._print(base)})**({self._print(exp)})"
+
+    def _print_Rational(self, expr) -> str:
+        return f"({expr.p}/{expr.q})"
+
+    def _print_Half(self, expr) -> str:
+        return "(1/2)"
+
+    def _print_Float(self, expr) -> str:
+        return repr(float(expr))
+
+    def _print_Integer(self, expr) -> str:
+        return str(int(expr))
+
+
+class ArrayPrinter(ExprPrinter):
+    """Python over array dicts (numpy or torch through the same ``ops`` namespace)."""
+
+    functions = {
+        "exp": "ops.exp", "log": "ops.log", "tanh": "ops.tanh", "sign": "ops.sign",
+        "abs": "ops.abs", "sqrt": "ops.sqrt", "step": "ops.step", "max": "ops.maximum",
+        "min": "ops.minimum",
+    }
+
+    def __init__(self, names: dict[str, str]):
+        super().__init__()
+        self.names = names  # scope -> dict variable, e.g. {"pre": "pre", "self": "c"}
+
+    def symbol(self, ref: Ref) -> str:
+        if ref.scope == "glob":
+            return f"g[{ref.name!r}]"
+        key = ref.name if ref.phase is None else f"{ref.name}@{ref.phase}"
+        return f"{self.names[ref.scope]}[{key!r}]"

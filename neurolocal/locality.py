@@ -1,0 +1,366 @@
+"""The locality checker: does every synaptic update read only what exists at its synapse?
+
+Verdicts come from the rule's description alone. A synapse may read its own state
+(``syn.*``), what its pre-synaptic neuron sends along this projection's axon, any
+compartment of its post-synaptic neuron, and declared global scalars. Signals that
+cross neurons must travel through synapses: a feedback projection carries a source
+compartment of another layer into a compartment here. Its weights must themselves be
+local: a feedback weight that reads the forward weights (``transpose(W)``) is weight
+transport; one that reads their signs is sign transport.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import sympy
+
+from .errors import LocalityError
+from .rule import FORWARD, Rule
+from .symbols import (
+    AXON_SIGNALS,
+    NEURON_COMPARTMENTS,
+    OTHER_NEURON_SCOPES,
+    Ref,
+    pretty,
+    refs_in,
+)
+from .terms import split_terms
+
+KINDS = {
+    "weight-transport": "a synapse reads the weight of another synapse (feedback tied to "
+                        "forward weights, as in backprop)",
+    "sign-transport": "a synapse reads the sign of another synapse's weight (sign symmetry)",
+    "nonlocal-state": "a synapse or neuron reads the state of a neuron it has no synapse from",
+    "global-vector": "a vector is broadcast to every synapse (a bus no chip provides per synapse)",
+    "undeclared-phase": "the rule needs a phase (held values, a separate pass) it does not "
+                        "declare",
+}
+
+
+@dataclass
+class Violation:
+    kind: str
+    where: str
+    symbol: str
+    message: str
+
+
+@dataclass
+class Read:
+    symbol: str
+    origin: str
+    local: bool
+    via: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TermReport:
+    projection: str
+    target: str
+    phase: str | None
+    term: str
+    reads: list[Read]
+
+
+@dataclass
+class FeedbackReport:
+    name: str
+    source: str
+    target: str
+    weights: str
+    learned: bool
+    local: bool
+    note: str
+
+
+@dataclass
+class LocalityReport:
+    rule: str
+    description: str
+    local: bool
+    violations: list[Violation]
+    phases: list[dict]
+    feedback: list[FeedbackReport]
+    neurons: list[dict]
+    terms: list[TermReport]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_text(self) -> str:
+        out = [f"rule {self.rule}" + (f" — {self.description}" if self.description else ""),
+               f"verdict: {'LOCAL' if self.local else 'NOT LOCAL'}"
+               + ("" if self.local else f" ({len(self.violations)} violation"
+                  f"{'s' if len(self.violations) != 1 else ''})")]
+        out.append("legend: pre.* = pre-synaptic neuron, post.* = post-synaptic neuron, "
+                   "syn.* = this synapse, bare names = declared globals")
+        if self.phases:
+            out.append("phases: " + "; ".join(
+                f"{p['name']} ({p['kind']}, {'declared' if p['declared'] else 'UNDECLARED'})"
+                for p in self.phases))
+        else:
+            out.append("phases: none (forward sweep and error delivery only)")
+        for fb in self.feedback:
+            out.append(f"feedback {fb.name}: {fb.source} -> {fb.target} via {fb.weights}"
+                       f"{' (learned)' if fb.learned else ''}  [{'ok' if fb.local else 'NOT LOCAL'}]")
+            out.append(f"    {fb.note}")
+        for eq in self.neurons:
+            out.append(f"{eq['where']} {eq['target']} = {eq['text']}")
+            for r in eq["reads"]:
+                out.append(f"    {r['symbol']:<18} {r['origin']}")
+        current = None
+        for t in self.terms:
+            head = f"projection {t.projection}: d{t.target}" + \
+                (f" during {t.phase}" if t.phase else "")
+            if head != current:
+                out.append(head)
+                current = head
+            out.append(f"  term {t.term}")
+            for r in t.reads:
+                mark = "" if r.local else "  <-- NOT LOCAL"
+                via = f" [via {', '.join(r.via)}]" if r.via else ""
+                out.append(f"    {r.symbol:<18} {r.origin}{via}{mark}")
+        for n in self.notes:
+            out.append(f"note: {n}")
+        if self.violations:
+            out.append("violations:")
+            for v in self.violations:
+                out.append(f"  [{v.kind}] {v.where}: {v.message}")
+        else:
+            out.append("violations: none")
+        return "\n".join(out)
+
+
+class _Checker:
+    def __init__(self, rule: Rule):
+        self.rule = rule
+        self.violations: list[Violation] = []
+        self.used_phases: dict[str, str] = {}
+        defined = [e.target for e in rule.neuron]
+        self.eqs = {e.target: e for e in rule.neuron}
+        self.out_eqs = {e.target: e for e in rule.output}
+        self.defined = defined
+        self.fb_local: dict[str, bool] = {}
+
+    def violate(self, kind: str, where: str, symbol: str, message: str) -> None:
+        v = Violation(kind, where, symbol, message)
+        if v not in self.violations:
+            self.violations.append(v)
+
+    def phase_ref(self, phase: str, where: str, symbol: str) -> bool:
+        self.used_phases.setdefault(phase, where)
+        if phase not in self.rule.phases:
+            self.violate("undeclared-phase", where, symbol,
+                         f"{symbol} needs phase {phase!r} (a value held from an earlier pass), "
+                         f"which the rule does not declare; add 'phase {phase} = ...'")
+            return False
+        return True
+
+    def carriers(self, comp: str, output: bool, seen: frozenset = frozenset()) -> list[str]:
+        """Feedback projections whose signal reaches compartment ``comp`` of a neuron."""
+        eqs = self.out_eqs if output else self.eqs
+        via = [fb.name for fb in self.rule.feedback.values()
+               if fb.target == comp and not output]
+        if comp in eqs and comp not in seen:
+            for ref in refs_in(eqs[comp].expr):
+                if ref.scope == "self":
+                    via += self.carriers(ref.name, output, seen | {comp})
+        return sorted(set(via))
+
+    def compartment_origin(self, comp: str, output: bool | None) -> str:
+        """Where a compartment's value comes from; ``output=None``: hidden and output."""
+        def one(eqs, is_out):
+            if comp in eqs:
+                return f"{comp} = {eqs[comp].text}"
+            fbs = [fb.name for fb in self.rule.feedback.values() if fb.target == comp]
+            if fbs and not is_out:
+                return f"{comp}, fed by feedback {', '.join(fbs)}"
+            return f"{comp}: {NEURON_COMPARTMENTS.get(comp, 'compartment')}"
+        if output is None:
+            hidden, out = one(self.eqs, False), one(self.out_eqs, True)
+            return hidden if hidden == out else f"hidden {hidden}; output {out}"
+        return one(self.out_eqs if output else self.eqs, output)
+
+    def check_equations(self) -> list[dict]:
+        out = []
+        for eq in self.rule.neuron + self.rule.output:
+            where = f"{eq.where} equation {eq.target} (line {eq.line})"
+            reads = []
+            for ref in refs_in(eq.expr):
+                local, origin = True, ""
+                if ref.scope == "self":
+                    origin = "this neuron: " + self.compartment_origin(
+                        ref.name, eq.where == "output")
+                elif ref.scope == "glob":
+                    local, origin = self.global_read(ref, where)
+                else:
+                    local = False
+                    origin = f"state of a neuron in the {ref.scope} layer"
+                    self.violate("nonlocal-state", where, str(ref),
+                                 f"{ref} is the state of another neuron and no synapse carries "
+                                 "it here; declare a feedback projection "
+                                 f"'feedback NAME = {ref.scope}.{ref.name} -> <compartment> via "
+                                 "random' and read that compartment instead")
+                if ref.phase:
+                    local = self.phase_ref(ref.phase, where, str(ref)) and local
+                reads.append({"symbol": str(ref), "origin": origin, "local": local})
+            out.append({"where": eq.where, "target": eq.target, "text": eq.text,
+                        "reads": reads})
+        return out
+
+    def global_read(self, ref: Ref, where: str) -> tuple[bool, str]:
+        decl = self.rule.globals[ref.name]
+        if decl.vector:
+            self.violate("global-vector", where, str(ref),
+                         f"{ref} is a global vector broadcast to every synapse; route it "
+                         "through a feedback projection so each neuron gets its own weighted "
+                         "sum")
+            return False, "declared global VECTOR (broadcast to every synapse)"
+        return True, "declared global scalar (broadcast)"
+
+    def check_feedback(self) -> list[FeedbackReport]:
+        out = []
+        for fb in self.rule.feedback.values():
+            where = f"feedback {fb.name} (line {fb.line})"
+            before = len(self.violations)
+            notes = [f"carries {fb.source} from another layer to compartment {fb.target} "
+                     f"through its own synapses"]
+            self.scan_weights(fb.weights, fb, where, under_sign=False)
+            if any(isinstance(n, sympy.Symbol) and n.name == "resample"
+                   for n in sympy.preorder_traversal(fb.weights)):
+                notes.append("weights redrawn every batch (needs a local noise source)")
+            learned = self.rule.is_learned(fb.name)
+            if learned:
+                notes.append(f"weights learned by their own update (initialised as "
+                             f"{fb.weights_text})")
+            self.fb_local[fb.name] = len(self.violations) == before
+            out.append(FeedbackReport(fb.name, str(fb.source), fb.target, fb.weights_text,
+                                      learned, self.fb_local[fb.name], "; ".join(notes)))
+        return out
+
+    def scan_weights(self, expr, fb, where: str, under_sign: bool) -> None:
+        if isinstance(expr, sympy.Symbol) and expr.name == FORWARD:
+            if under_sign:
+                self.violate("sign-transport", where, f"sign({FORWARD})",
+                             f"feedback synapse {fb.name}[i,j] reads the sign of forward "
+                             f"weight {FORWARD}[j,i], stored at a synapse on another neuron "
+                             "(sign symmetry); use 'via random' (feedback alignment) or learn "
+                             "the feedback weights locally (Kolen-Pollack)")
+            else:
+                self.violate("weight-transport", where, FORWARD,
+                             f"feedback synapse {fb.name}[i,j] reads forward weight "
+                             f"{FORWARD}[j,i], stored at a synapse on another neuron (weight "
+                             "transport, as in backprop); use 'via random' (feedback "
+                             "alignment) or learn the feedback weights locally (Kolen-Pollack, "
+                             "weight mirror)")
+            return
+        is_sign = isinstance(expr, sympy.sign)
+        for arg in expr.args:
+            self.scan_weights(arg, fb, where, under_sign or is_sign)
+
+    def check_updates(self) -> list[TermReport]:
+        out = []
+        for u in self.rule.updates:
+            where = f"update on {u.projection} d{u.var} (line {u.line})"
+            if u.phase is not None:
+                self.used_phases.setdefault(u.phase, where)
+                if u.phase not in self.rule.phases:
+                    self.violate("undeclared-phase", where, u.phase,
+                                 f"the update runs during phase {u.phase!r}, which the rule "
+                                 f"does not declare; add 'phase {u.phase} = ...'")
+            for term in split_terms(u.expr):
+                reads = [self.read(ref, u.projection, where) for ref in refs_in(term.expr)]
+                out.append(TermReport(u.projection, u.var, u.phase, pretty(term.expr), reads))
+        return out
+
+    def read(self, ref: Ref, proj: str, where: str) -> Read:
+        via: list[str] = []
+        local = True
+        if ref.scope == "glob":
+            local, origin = self.global_read(ref, where)
+        elif ref.scope == "syn":
+            origin = f"this synapse's own state ({ref.name})"
+        elif ref.scope == "post":
+            origin = "post-synaptic " + self.compartment_origin(ref.name, None)
+            via = self.carriers(ref.name, output=False) + \
+                self.carriers(ref.name, output=True)
+            bad = [v for v in via if not self.fb_local.get(v, True)]
+            if bad:
+                local = False
+                origin += f" (carried by non-local feedback {', '.join(bad)})"
+        elif ref.scope == "pre":
+            if proj == FORWARD:
+                carried = AXON_SIGNALS
+                what = "its output (" + ", ".join(sorted(AXON_SIGNALS)) + ")"
+            else:
+                carried = {self.rule.feedback[proj].source.name}
+                what = f"{self.rule.feedback[proj].source}"
+            if ref.name in carried:
+                origin = f"pre-synaptic {ref.name}, carried by this projection's own axon"
+            else:
+                local = False
+                origin = f"pre-synaptic {ref.name}, which projection {proj} does not carry"
+                self.violate("nonlocal-state", where, str(ref),
+                             f"{ref} is the pre-synaptic neuron's {ref.name}, but projection "
+                             f"{proj} carries only {what}; read it through a projection that "
+                             "carries it, or read a post-synaptic compartment")
+        elif ref.scope in OTHER_NEURON_SCOPES:
+            local = False
+            origin = f"state of a neuron in the {ref.scope} layer"
+            self.violate("nonlocal-state", where, str(ref),
+                         f"{ref} belongs to a neuron that is neither end of this synapse; bring "
+                         "it into a post-synaptic compartment through a feedback projection")
+        else:
+            origin = "unknown"
+            local = False
+        if ref.phase:
+            local = self.phase_ref(ref.phase, where, str(ref)) and local
+        return Read(str(ref), origin, local, via)
+
+    def phases(self) -> list[dict]:
+        out = []
+        for name, ph in self.rule.phases.items():
+            needed = name in self.used_phases or ph.kind == "relax"
+            if needed:
+                out.append({"name": name, "kind": ph.kind, "declared": True,
+                            "params": ph.params, "used_by": self.used_phases.get(name, "")})
+        for name, where in self.used_phases.items():
+            if name not in self.rule.phases:
+                out.append({"name": name, "kind": "unknown", "declared": False,
+                            "params": {}, "used_by": where})
+        return out
+
+
+def check_locality(rule: Rule) -> LocalityReport:
+    """Certify ``rule`` or name each of its violations."""
+    c = _Checker(rule)
+    feedback = c.check_feedback()
+    neurons = c.check_equations()
+    terms = c.check_updates()
+    notes = []
+    if any(e.target == "err" for e in rule.output):
+        notes.append("output neurons compute their error from a teaching input (target) at "
+                     "the neuron itself; with a softmax output that is divisive normalisation "
+                     "within the output population")
+    for fb in rule.feedback.values():
+        if not rule.is_learned(fb.name) and fb.name in {u.projection for u in rule.updates}:
+            notes.append(f"feedback {fb.name} has updates but no dw: its weights stay fixed")
+    return LocalityReport(rule.name, rule.description, not c.violations, c.violations,
+                          c.phases(), feedback, neurons, terms, notes)
+
+
+def require_local(rule: Rule) -> LocalityReport:
+    """Raise :class:`LocalityError` with the checker's report unless ``rule`` is local."""
+    report = check_locality(rule)
+    if not report.local:
+        kinds = ", ".join(sorted({v.kind for v in report.violations}))
+        raise LocalityError(f"rule {rule.name!r} is not local ({kinds}); pass "
+                            f"allow_nonlocal=True / --allow-nonlocal to run it anyway.\n"
+                            + report.to_text(), report)
+    return report

@@ -1,0 +1,74 @@
+"""Alignment metrics: how close a local rule's feedback and updates come to backprop's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .rule import FORWARD
+
+
+def angle_degrees(a, b) -> float:
+    """Angle between two arrays seen as vectors; 90 for a zero array."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 90.0
+    return math.degrees(math.acos(float(np.clip(a @ b / (na * nb), -1.0, 1.0))))
+
+
+def feedback_angles(program) -> dict[str, float]:
+    """Angle between each feedback matrix and the transpose of the path it stands in for.
+
+    Feedback from the next layer is compared with W_{l+1}^T; feedback from the output
+    (DFA) with (W_L ... W_{l+1})^T, the linear part of backprop's path.
+    """
+    net, out = program.net, {}
+    for fb in net.rule.feedback.values():
+        for layer in range(1, net.depth):
+            b = program._np(program.feedback_matrix(fb, layer))
+            path = program._np(program.state[FORWARD][layer + 1]["w"][:, :-1])
+            if fb.source.scope == "output":
+                for top in range(layer + 2, net.depth + 1):
+                    path = program._np(program.state[FORWARD][top]["w"][:, :-1]) @ path
+            out[f"{fb.name}{layer}"] = angle_degrees(b, path.T)
+    return out
+
+
+def backprop_gradients(program, x, y) -> list[np.ndarray]:
+    """Exact gradients of the cross-entropy with respect to each W (bias column included).
+
+    Computed by torch autograd, independently of any rule description, so that the
+    ``bp`` rule's own lowering is checked against it too.
+    """
+    import torch
+
+    net = program.net
+    ws = [torch.tensor(program._np(program.state[FORWARD][k]["w"]), dtype=torch.float64,
+                       requires_grad=True) for k in range(1, net.depth + 1)]
+    h = torch.as_tensor(np.asarray(program._np(program._to(x))), dtype=torch.float64)
+    acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+            "linear": lambda z: z}
+    for k, w in enumerate(ws, start=1):
+        a = h @ w[:, :-1].T + w[:, -1]
+        h = a if k == net.depth else acts[net.hidden_activation](a)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    if net.output_activation == "softmax":
+        loss = torch.nn.functional.cross_entropy(h, y)
+    else:
+        onehot = torch.nn.functional.one_hot(y, net.sizes[-1]).to(torch.float64)
+        loss = 0.5 * ((acts[net.output_activation](h) - onehot) ** 2).sum(1).mean()
+    loss.backward()
+    return [w.grad.numpy() for w in ws]
+
+
+def update_angles(program, x, y) -> dict[str, float]:
+    """Angle between the rule's raw update of each W and the negative backprop gradient."""
+    onehot = np.eye(program.net.sizes[-1], dtype=np.float32)[np.asarray(y)]
+    comps = program.errors(program.forward(x), program._to(onehot))
+    ups = program.updates(comps)
+    grads = backprop_gradients(program, x, y)
+    return {f"W{k}": angle_degrees(program._np(ups[(FORWARD, k)]["w"]), -grads[k - 1])
+            for k in range(1, program.net.depth + 1)}

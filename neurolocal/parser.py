@@ -1,0 +1,459 @@
+"""Parser of the rule language (grammar in docs/rule-language.md).
+
+Hand-written recursive descent over :mod:`neurolocal.lexer` tokens, building sympy
+expressions directly: rule text is never evaluated as Python. Every failure is a
+:class:`RuleSyntaxError` with line, column and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import sympy
+
+from .errors import RuleSyntaxError, UnknownSymbolError
+from .lexer import Token, tokenize
+from .rule import FORWARD, Equation, FeedbackDecl, GlobalDecl, PhaseDecl, Rule, Update
+from .symbols import (
+    ALL_SCOPES,
+    FUNCTIONS,
+    NEURON_COMPARTMENTS,
+    OTHER_NEURON_SCOPES,
+    WEIGHT_FUNCTIONS,
+    WEIGHT_LEAVES,
+    Ref,
+    sympy_function,
+)
+
+MAX_DEPTH = 64
+PHASE_KINDS = {"noise": ("sigma",), "relax": ("steps", "rate")}
+KEYWORDS = ("rule", "cite", "global", "phase", "feedback", "neuron", "output", "on")
+
+
+class _Context:
+    """What bare names mean where an expression is being parsed."""
+
+    def __init__(self, kind: str, *, globals_: dict, compartments: set[str],
+                 syn_vars: set[str] | None = None):
+        self.kind = kind  # "update", "neuron", "output", "weights"
+        self.globals = globals_
+        self.compartments = compartments
+        self.syn_vars = syn_vars or {"w"}
+
+    def in_scope(self) -> list[str]:
+        if self.kind == "weights":
+            return [FORWARD, *WEIGHT_LEAVES]
+        names = [f"glob.{g}" for g in self.globals]
+        comps = sorted(self.compartments)
+        if self.kind == "update":
+            names += [f"pre.{c}" for c in comps] + [f"post.{c}" for c in comps]
+            names += [f"syn.{v}" for v in sorted(self.syn_vars)]
+        else:
+            names += comps + [f"{s}.{c}" for s in OTHER_NEURON_SCOPES for c in comps]
+        return names
+
+
+class _Parser:
+    def __init__(self, text: str, source: str):
+        self.text, self.source = text, source
+        self.lines = text.splitlines()
+        self.toks = tokenize(text, source)
+        self.i = 0
+
+    # -- token helpers -----------------------------------------------------------------
+    @property
+    def tok(self) -> Token:
+        return self.toks[self.i]
+
+    def error(self, message: str, tok: Token | None = None, cls=RuleSyntaxError):
+        tok = tok or self.tok
+        line_text = self.lines[tok.line - 1] if 0 < tok.line <= len(self.lines) else None
+        return cls(message, line=tok.line, col=tok.col, source=self.source, text=line_text)
+
+    def expect(self, kind: str, text: str | None = None, what: str | None = None) -> Token:
+        tok = self.tok
+        if tok.kind != kind or (text is not None and tok.text != text):
+            wanted = what or (repr(text) if text else kind.lower())
+            raise self.error(f"expected {wanted}, found {tok.describe()}")
+        self.i += 1
+        return tok
+
+    def accept(self, text: str) -> bool:
+        if self.tok.kind in ("OP", "NAME") and self.tok.text == text:
+            self.i += 1
+            return True
+        return False
+
+    def statement_text(self, start: int) -> str:
+        end = self.i
+        first, last = self.toks[start], self.toks[max(end - 1, start)]
+        if first.line == last.line:
+            return self.lines[first.line - 1][first.col - 1:last.col - 1 + len(last.text)]
+        return " ".join(t.text for t in self.toks[start:end])
+
+    # -- expressions -------------------------------------------------------------------
+    def expression(self, ctx: _Context, depth: int = 0) -> sympy.Expr:
+        if depth > MAX_DEPTH:
+            raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
+        left = self.term(ctx, depth)
+        while self.tok.kind == "OP" and self.tok.text in "+-":
+            op = self.tok.text
+            self.i += 1
+            right = self.term(ctx, depth)
+            left = left + right if op == "+" else left - right
+        return left
+
+    def term(self, ctx: _Context, depth: int) -> sympy.Expr:
+        left = self.unary(ctx, depth)
+        while self.tok.kind == "OP" and self.tok.text in ("*", "/"):
+            op_tok = self.tok
+            self.i += 1
+            right = self.unary(ctx, depth)
+            if op_tok.text == "/":
+                if right == 0:
+                    raise self.error("division by zero", op_tok)
+                left = left / right
+            else:
+                left = left * right
+        return left
+
+    def unary(self, ctx: _Context, depth: int) -> sympy.Expr:
+        if self.tok.kind == "OP" and self.tok.text in "+-":
+            neg = self.tok.text == "-"
+            self.i += 1
+            if depth > MAX_DEPTH:
+                raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
+            value = self.unary(ctx, depth + 1)
+            return -value if neg else value
+        return self.power(ctx, depth)
+
+    def power(self, ctx: _Context, depth: int) -> sympy.Expr:
+        base = self.atom(ctx, depth)
+        if self.tok.kind == "OP" and self.tok.text in ("**", "^"):
+            op_tok = self.tok
+            self.i += 1
+            exponent = self.unary(ctx, depth + 1)
+            return self.safe_pow(base, exponent, op_tok)
+        return base
+
+    def safe_pow(self, base: sympy.Expr, exponent: sympy.Expr, tok: Token) -> sympy.Expr:
+        if exponent.is_Number:
+            if abs(float(exponent)) > 64:
+                raise self.error("exponent out of range: use |exponent| <= 64", tok)
+            if base.is_Number:
+                try:
+                    value = float(base) ** float(exponent)
+                except (OverflowError, ZeroDivisionError, ValueError) as exc:
+                    raise self.error(f"constant power cannot be evaluated ({exc})", tok) from None
+                if isinstance(value, complex) or not math.isfinite(value):
+                    raise self.error("constant power is not a finite real number", tok)
+                exact = sympy.Pow(base, exponent)
+                return exact if exact.is_Rational else sympy.Float(value)
+        elif base.is_Number and base.is_positive is not True:
+            raise self.error("a non-constant exponent needs a positive constant base", tok)
+        if base == 0 and exponent.is_Number and exponent <= 0:
+            raise self.error("0 raised to a non-positive power", tok)
+        return sympy.Pow(base, exponent)
+
+    def number(self, tok: Token) -> sympy.Expr:
+        mantissa, _, exp = tok.text.lower().partition("e")
+        if exp and abs(int(exp)) > 300:
+            raise self.error("number out of range: exponent must be within ±300", tok)
+        if len(mantissa) > 40:
+            raise self.error("number has too many digits (at most 40)", tok)
+        return sympy.Rational(tok.text)
+
+    def atom(self, ctx: _Context, depth: int) -> sympy.Expr:
+        tok = self.tok
+        if tok.kind == "NUMBER":
+            self.i += 1
+            return self.number(tok)
+        if tok.kind == "OP" and tok.text == "(":
+            self.i += 1
+            value = self.expression(ctx, depth + 1)
+            self.expect("OP", ")", "')' to close the '(' at "
+                        f"line {tok.line}, col {tok.col}")
+            return value
+        if tok.kind == "NAME":
+            self.i += 1
+            if self.tok.kind == "OP" and self.tok.text == "(":
+                return self.call(tok, ctx, depth)
+            return self.name(tok, ctx)
+        raise self.error(f"expected a number, a name or '(', found {tok.describe()}")
+
+    def call(self, name_tok: Token, ctx: _Context, depth: int) -> sympy.Expr:
+        table = WEIGHT_FUNCTIONS if ctx.kind == "weights" else FUNCTIONS
+        fname = name_tok.text
+        if fname not in table:
+            raise self.error(f"unknown function {fname!r}: expected one of "
+                             f"{', '.join(sorted(table))}", name_tok)
+        self.expect("OP", "(")
+        args = [self.expression(ctx, depth + 1)]
+        while self.accept(","):
+            args.append(self.expression(ctx, depth + 1))
+        self.expect("OP", ")", f"')' to close {fname}(")
+        if len(args) != table[fname]:
+            raise self.error(f"{fname}() takes {table[fname]} argument(s), got {len(args)}",
+                             name_tok)
+        if ctx.kind == "weights":
+            if fname == "sparse":
+                if not (args[0].is_Number and 0 < float(args[0]) <= 1):
+                    raise self.error("sparse(p) needs a constant density 0 < p <= 1", name_tok)
+                return sympy.Function("sparse")(args[0])
+            if fname == "transpose":
+                return sympy.Function("transpose")(args[0])
+            return {"sign": sympy.sign, "abs": sympy.Abs}[fname](args[0])
+        try:
+            return sympy_function(fname, args)
+        except (ValueError, TypeError, ZeroDivisionError) as exc:
+            raise self.error(f"{fname}() cannot take these arguments ({exc})", name_tok) from None
+
+    def name(self, tok: Token, ctx: _Context) -> sympy.Expr:
+        if ctx.kind == "weights":
+            if tok.text == FORWARD or tok.text in WEIGHT_LEAVES:
+                return sympy.Symbol(tok.text)
+            raise self.error(f"unknown name {tok.text!r} in feedback weights: in scope are "
+                             f"{', '.join(ctx.in_scope())} and functions "
+                             f"{', '.join(sorted(WEIGHT_FUNCTIONS))}()", tok, UnknownSymbolError)
+        if self.tok.kind == "OP" and self.tok.text == ".":
+            self.i += 1
+            member = self.expect("NAME", what=f"a name after '{tok.text}.'")
+            ref = Ref(tok.text, member.text)
+            if ref.scope not in ALL_SCOPES:
+                raise self.error(f"unknown scope {tok.text!r}: expected one of "
+                                 f"{', '.join(ALL_SCOPES)}", tok, UnknownSymbolError)
+        elif tok.text in ctx.globals:
+            ref = Ref("glob", tok.text)
+        elif ctx.kind in ("neuron", "output") and tok.text in ctx.compartments:
+            ref = Ref("self", tok.text)
+        else:
+            hint = ""
+            if ctx.kind == "update" and tok.text in ctx.compartments:
+                hint = f" (say pre.{tok.text} or post.{tok.text})"
+            raise self.error(f"unknown symbol {tok.text!r}{hint}; in scope: "
+                             f"{', '.join(ctx.in_scope())}", tok, UnknownSymbolError)
+        if self.accept("@"):
+            ref = Ref(ref.scope, ref.name, self.expect("NAME", what="a phase name after '@'").text)
+        self.check_ref(ref, tok, ctx)
+        return ref.symbol
+
+    def check_ref(self, ref: Ref, tok: Token, ctx: _Context) -> None:
+        ok = True
+        if ref.scope == "glob":
+            ok = ref.name in ctx.globals
+        elif ref.scope == "syn":
+            ok = ctx.kind == "update" and ref.name in ctx.syn_vars
+        elif ref.scope in ("pre", "post"):
+            ok = ctx.kind == "update" and ref.name in ctx.compartments
+        elif ref.scope in (*OTHER_NEURON_SCOPES, "self"):
+            ok = ref.name in ctx.compartments
+        if not ok:
+            raise self.error(f"unknown symbol {ref}; in scope: {', '.join(ctx.in_scope())}",
+                             tok, UnknownSymbolError)
+
+    # -- statements --------------------------------------------------------------------
+    def parse(self) -> Rule:
+        rule = Rule(name="", text=self.text, source=self.source)
+        compartments = set(NEURON_COMPARTMENTS)
+        pending_updates: list[tuple[int, Token]] = []
+        # First pass: declarations that define names (so statement order is free).
+        start = self.i
+        while self.tok.kind != "EOF":
+            tok = self.tok
+            if tok.kind == "NAME" and tok.text in ("neuron", "output"):
+                self.i += 1
+                compartments.add(self.expect("NAME", what="a compartment name").text)
+            self.skip_line()
+        self.i = start
+        while self.tok.kind != "EOF":
+            if self.tok.kind == "NEWLINE":
+                self.i += 1
+                continue
+            head = self.expect("NAME", what=f"a statement keyword ({', '.join(KEYWORDS)})")
+            kw = head.text
+            if kw == "rule":
+                if rule.name:
+                    raise self.error("a rule file holds one 'rule' statement", head)
+                rule.name = self.expect("NAME", what="the rule's name").text
+                if self.tok.kind == "STRING":
+                    rule.description = self.tok.text
+                    self.i += 1
+            elif kw == "cite":
+                rule.cite.append(self.expect("STRING", what="a quoted citation").text)
+            elif kw == "global":
+                self.global_decl(rule, head, compartments)
+            elif kw == "phase":
+                self.phase_decl(rule, head)
+            elif kw == "feedback":
+                self.feedback_decl(rule, head, compartments)
+            elif kw in ("neuron", "output"):
+                self.equation(rule, kw, compartments)
+            elif kw == "on":
+                pending_updates.append((self.i, head))
+                self.skip_line()
+                continue
+            else:
+                raise self.error(f"expected a statement keyword ({', '.join(KEYWORDS)}), "
+                                 f"found {head.text!r}", head)
+            self.end_statement()
+        if not rule.name:
+            raise RuleSyntaxError("expected a 'rule NAME' statement", line=1, col=1,
+                                  source=self.source)
+        for pos, head in pending_updates:
+            self.i = pos
+            self.update(rule, head, compartments)
+            self.end_statement()
+        return rule
+
+    def skip_line(self) -> None:
+        while self.tok.kind not in ("NEWLINE", "EOF"):
+            self.i += 1
+        if self.tok.kind == "NEWLINE":
+            self.i += 1
+
+    def end_statement(self) -> None:
+        if self.tok.kind not in ("NEWLINE", "EOF"):
+            raise self.error(f"expected end of line, found {self.tok.describe()}")
+        if self.tok.kind == "NEWLINE":
+            self.i += 1
+
+    def new_name(self, rule: Rule, tok: Token, compartments: set[str]) -> str:
+        name = tok.text
+        if name in rule.globals or name in rule.feedback or name in rule.phases \
+                or name == FORWARD:
+            raise self.error(f"name {name!r} is already declared", tok)
+        if name in compartments:
+            raise self.error(f"name {name!r} is a neuron compartment; pick another", tok)
+        if name in KEYWORDS or name in FUNCTIONS:
+            raise self.error(f"name {name!r} is reserved", tok)
+        return name
+
+    def global_decl(self, rule: Rule, head: Token, compartments: set[str]) -> None:
+        vector = self.accept("vector")
+        tok = self.expect("NAME", what="the global's name")
+        name = self.new_name(rule, tok, compartments)
+        value = None
+        if self.accept("="):
+            sign = -1 if self.accept("-") else 1
+            value = sign * float(self.number(self.expect("NUMBER", what="a number")))
+        elif not vector:
+            raise self.error(f"expected '=' and a default value, found {self.tok.describe()}")
+        rule.globals[name] = GlobalDecl(name, value, vector, head.line)
+
+    def phase_decl(self, rule: Rule, head: Token) -> None:
+        name = self.new_name(rule, self.expect("NAME", what="the phase's name"), set())
+        self.expect("OP", "=")
+        kind_tok = self.expect("NAME", what=f"a phase kind ({', '.join(PHASE_KINDS)})")
+        if kind_tok.text not in PHASE_KINDS:
+            raise self.error(f"unknown phase kind {kind_tok.text!r}: expected one of "
+                             f"{', '.join(PHASE_KINDS)}", kind_tok)
+        params: dict[str, float] = {}
+        self.expect("OP", "(")
+        while not self.accept(")"):
+            key = self.expect("NAME", what="a parameter name")
+            if key.text not in PHASE_KINDS[kind_tok.text]:
+                raise self.error(f"phase kind {kind_tok.text} takes "
+                                 f"{', '.join(PHASE_KINDS[kind_tok.text])}", key)
+            self.expect("OP", "=")
+            params[key.text] = float(self.number(self.expect("NUMBER", what="a number")))
+            if not self.accept(","):
+                self.expect("OP", ")", "',' or ')'")
+                break
+        missing = [p for p in PHASE_KINDS[kind_tok.text] if p not in params]
+        if missing:
+            raise self.error(f"phase {name} = {kind_tok.text}(...) needs "
+                             f"{', '.join(missing)}", kind_tok)
+        rule.phases[name] = PhaseDecl(name, kind_tok.text, params, head.line)
+
+    def feedback_decl(self, rule: Rule, head: Token, compartments: set[str]) -> None:
+        name = self.new_name(rule, self.expect("NAME", what="the projection's name"),
+                             compartments)
+        self.expect("OP", "=")
+        scope = self.expect("NAME", what=f"a source ({', '.join(OTHER_NEURON_SCOPES)}.NAME)")
+        if scope.text not in ("next", "output"):
+            raise self.error("feedback comes from 'next.<compartment>' (the layer above) or "
+                             "'output.<compartment>' (the output layer, as in DFA)", scope)
+        self.expect("OP", ".")
+        comp = self.expect("NAME", what="a compartment name")
+        if comp.text not in compartments:
+            raise self.error(f"unknown compartment {comp.text!r}; compartments: "
+                             f"{', '.join(sorted(compartments))}", comp, UnknownSymbolError)
+        self.expect("OP", "->")
+        target = self.expect("NAME", what="the target compartment (e.g. err)")
+        if target.text not in compartments:
+            raise self.error(f"unknown compartment {target.text!r}; compartments: "
+                             f"{', '.join(sorted(compartments))}", target, UnknownSymbolError)
+        self.expect("NAME", "via", "'via' and the feedback weights")
+        start = self.i
+        ctx = _Context("weights", globals_=rule.globals, compartments=compartments)
+        weights = self.expression(ctx)
+        rule.feedback[name] = FeedbackDecl(
+            name, Ref(scope.text, comp.text), target.text, weights,
+            self.statement_text(start), head.line)
+
+    def equation(self, rule: Rule, kw: str, compartments: set[str]) -> None:
+        target = self.expect("NAME", what="a compartment name")
+        if target.text in rule.globals:
+            raise self.error(f"{target.text!r} is a global, not a compartment", target)
+        self.expect("OP", "=")
+        start = self.i
+        ctx = _Context(kw, globals_=rule.globals, compartments=compartments)
+        expr = self.expression(ctx)
+        eq = Equation(target.text, expr, self.statement_text(start), kw, target.line)
+        (rule.neuron if kw == "neuron" else rule.output).append(eq)
+
+    def update(self, rule: Rule, head: Token, compartments: set[str]) -> None:
+        proj = self.expect("NAME", what="a projection name")
+        if proj.text not in rule.projections:
+            raise self.error(f"unknown projection {proj.text!r}: this rule has "
+                             f"{', '.join(rule.projections)}", proj, UnknownSymbolError)
+        phase = None
+        if self.accept("during"):
+            phase = self.expect("NAME", what="a phase name").text
+        self.expect("OP", ":", "':' before the update")
+        target = self.expect("NAME", what="an update target such as dw")
+        if not (target.text.startswith("d") and len(target.text) > 1):
+            raise self.error("an update target is d<state>, e.g. dw or de", target)
+        self.expect("OP", "=")
+        syn_vars = {"w"} | {t.var for t in rule.updates if t.projection == proj.text}
+        syn_vars.add(target.text[1:])
+        start = self.i
+        ctx = _Context("update", globals_=rule.globals, compartments=compartments,
+                       syn_vars=syn_vars | self.later_syn_vars(proj.text))
+        expr = self.expression(ctx)
+        rule.updates.append(Update(proj.text, target.text[1:], expr,
+                                   self.statement_text(start), phase, head.line))
+
+    def later_syn_vars(self, projection: str) -> set[str]:
+        """State variables a projection declares anywhere (an eligibility read before its update)."""
+        found = set()
+        toks = self.toks
+        for k, t in enumerate(toks[:-3]):
+            if t.kind == "NAME" and t.text == "on" and toks[k + 1].text == projection:
+                j = k + 2
+                while toks[j].kind not in ("NEWLINE", "EOF") and toks[j].text != ":":
+                    j += 1
+                if toks[j].text == ":" and toks[j + 1].kind == "NAME":
+                    name = toks[j + 1].text
+                    if name.startswith("d") and len(name) > 1:
+                        found.add(name[1:])
+        return found
+
+
+def parse_rule(text: str, source: str = "<rule>") -> Rule:
+    """Parse rule text into a :class:`Rule`; raises only :class:`RuleSyntaxError`."""
+    if not isinstance(text, str):
+        raise TypeError(f"rule text must be a str, got {type(text).__name__}")
+    return _Parser(text, source).parse()
+
+
+def load_rule_file(path: str | Path) -> Rule:
+    """Parse a rule file; errors carry the file's name."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        from .errors import RuleError
+        raise RuleError(f"cannot read rule file {path}: {exc}") from None
+    return parse_rule(text, source=str(path))

@@ -1,0 +1,136 @@
+"""A learning rule as data.
+
+A :class:`Rule` is what the rule text says, nothing more: declared globals and
+phases, the feedback projections that feed each hidden neuron's error compartment,
+neuron-local compartment equations, and synaptic update equations. The checker reads
+it; every backend lowers it. No backend knows a rule by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from .errors import RuleError
+from .symbols import Ref, refs_in
+
+FORWARD = "W"  #: name of the forward projection into each layer
+
+
+@dataclass(frozen=True)
+class GlobalDecl:
+    """A declared global: a scalar every synapse may read (learning rate, reward, phase)."""
+
+    name: str
+    value: float | None
+    vector: bool = False
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class PhaseDecl:
+    """A phase the rule runs besides the ordinary forward/error sweep.
+
+    ``noise``: every hidden layer in turn is driven by Gaussian noise of std ``sigma``
+    and each neuron sends its drive down the feedback pathway (the weight-mirror phase).
+    ``relax``: the neuron equations are iterated ``steps`` times before updates read them.
+    """
+
+    name: str
+    kind: str
+    params: dict[str, float]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class FeedbackDecl:
+    """A feedback projection: ``source`` compartment of another layer -> ``target`` here.
+
+    ``weights`` is an expression over ``random``, ``resample``, ``sparse(p)`` and the
+    forward weights ``W`` of the source layer (``transpose(W)``, ``sign(...)``).
+    """
+
+    name: str
+    source: Ref
+    target: str
+    weights: sympy.Expr
+    weights_text: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Equation:
+    """A neuron compartment equation, ``target = expr`` (hidden or output neurons)."""
+
+    target: str
+    expr: sympy.Expr
+    text: str
+    where: str = "neuron"  # "neuron" (hidden) or "output"
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Update:
+    """A synaptic update ``d<var> = expr`` on a projection, optionally only in one phase."""
+
+    projection: str
+    var: str
+    expr: sympy.Expr
+    text: str
+    phase: str | None = None
+    line: int = 0
+
+    @property
+    def reads(self) -> list[Ref]:
+        return refs_in(self.expr)
+
+
+@dataclass
+class Rule:
+    """One learning rule. Build from text with :func:`neurolocal.parse_rule`."""
+
+    name: str
+    description: str = ""
+    cite: list[str] = field(default_factory=list)
+    globals: dict[str, GlobalDecl] = field(default_factory=dict)
+    phases: dict[str, PhaseDecl] = field(default_factory=dict)
+    feedback: dict[str, FeedbackDecl] = field(default_factory=dict)
+    neuron: list[Equation] = field(default_factory=list)
+    output: list[Equation] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
+    text: str = ""
+    source: str = "<rule>"
+
+    @property
+    def projections(self) -> list[str]:
+        return [FORWARD, *self.feedback]
+
+    def updates_for(self, projection: str, phase: str | None = None) -> list[Update]:
+        return [u for u in self.updates if u.projection == projection and u.phase == phase]
+
+    def state_vars(self, projection: str) -> list[str]:
+        """Synaptic state of a projection: its weight plus every ``d<var>`` target."""
+        names = ["w"]
+        for u in self.updates:
+            if u.projection == projection and u.var not in names:
+                names.append(u.var)
+        return names
+
+    def is_learned(self, projection: str) -> bool:
+        return any(u.projection == projection and u.var == "w" for u in self.updates)
+
+    def scalar_globals(self) -> dict[str, float]:
+        return {g.name: float(g.value) for g in self.globals.values()
+                if not g.vector and g.value is not None}
+
+    def with_globals(self, **values: float) -> Rule:
+        """A copy with some global defaults replaced (hyper-parameters from the CLI)."""
+        import dataclasses
+        new = dict(self.globals)
+        for k, v in values.items():
+            if k not in new:
+                raise RuleError(f"rule {self.name!r} declares no global {k!r}; "
+                                f"its globals are: {', '.join(new) or '(none)'}")
+            new[k] = dataclasses.replace(new[k], value=float(v))
+        return dataclasses.replace(self, globals=new)
