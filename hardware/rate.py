@@ -71,6 +71,8 @@ def _update_function(rule: Rule, proj: str, phase: str | None) -> list[str]:
             coef = pr.doprint(t.coef)
             syn = "" if t.syn == 1 else f" * ({pr.doprint(t.syn)})"
             if not t.separable:
+                if "    preb, postb = Pairwise(pre, 1), Pairwise(post, 2)" not in out:
+                    out.insert(2, "    preb, postb = Pairwise(pre, 1), Pairwise(post, 2)")
                 body = (f"(({prb.doprint(t.pre * t.post * t.mixed)}) + "
                         f"ops.zeros_like(postb['r'] * preb['r'])).mean(0)")
                 full = True
@@ -99,10 +101,14 @@ def _update_function(rule: Rule, proj: str, phase: str | None) -> list[str]:
 
 @dataclass
 class Optimiser:
-    """``sgd``: w += dw. ``momentum``: v = mu v + dw; w += v. ``adam``: Adam on -dw."""
+    """``sgd``: w += lr dw. ``momentum``: v = mu v + dw; w += lr v. ``adam``: Adam on -dw.
+
+    For sgd and momentum ``lr`` is a multiplier of the rule's own update (default 1: the
+    rule's ``lr`` global is the step size); for adam it is Adam's step size.
+    """
 
     kind: str = "adam"
-    lr: float = 1e-3
+    lr: float | None = None
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -112,18 +118,20 @@ class Optimiser:
     def __post_init__(self):
         if self.kind not in ("sgd", "momentum", "adam"):
             raise RuleError(f"unknown optimiser {self.kind!r}: expected sgd, momentum or adam")
+        if self.lr is None:
+            self.lr = 1e-3 if self.kind == "adam" else 1.0
 
     def step(self) -> None:
         self.t += 1
 
     def delta(self, key, dw, ops):
         if self.kind == "sgd":
-            return dw
+            return self.lr * dw
         if self.kind == "momentum":
             v = self.slots.get(key)
             v = dw if v is None else self.momentum * v + dw
             self.slots[key] = v
-            return v
+            return self.lr * v
         b1, b2 = self.betas
         m, v = self.slots.get(key, (0.0, 0.0))
         m = b1 * m + (1 - b1) * dw
@@ -132,6 +140,20 @@ class Optimiser:
         mhat = m / (1 - b1 ** self.t)
         vhat = v / (1 - b2 ** self.t)
         return self.lr * mhat / (ops.sqrt(vhat) + self.eps)
+
+
+class Pairwise(dict):
+    """Compartments viewed as (batch, post, pre) for terms that couple both ends."""
+
+    def __init__(self, comps: dict, axis: int):
+        super().__init__()
+        self.comps, self.axis = comps, axis
+
+    def __missing__(self, key):
+        v = self.comps[key]
+        value = v[:, None, :] if self.axis == 1 else v[:, :, None]
+        self[key] = value
+        return value
 
 
 class _Augmented(dict):
@@ -167,13 +189,12 @@ class RateProgram:
         if backend == "torch":
             import torch
             self.xp, self.ops, self.device = torch, torch_ops(), torch.device(device)
-            self.gen = torch.Generator(device="cpu").manual_seed(seed)
         else:
             if device != "cpu":
                 raise LoweringError(f"the numpy backend runs on the cpu, not {device!r}")
             self.xp, self.ops, self.device = np, numpy_ops(), "cpu"
-            self.rng = np.random.default_rng(seed)
-        ns: dict = {"ops": self.ops}
+        self.rng = np.random.default_rng(seed)
+        ns: dict = {"ops": self.ops, "Pairwise": Pairwise}
         exec(compile(self.source, f"<neurolocal rate program {self.rule.name}>", "exec"), ns)
         self.mod = ns
         self.g = self.rule.scalar_globals()
@@ -191,16 +212,11 @@ class RateProgram:
         return a.detach().cpu().numpy() if self.backend == "torch" else np.asarray(a)
 
     def _randn(self, shape):
-        if self.backend == "torch":
-            return self.xp.randn(*shape, generator=self.gen).to(self.device)
-        return self.rng.standard_normal(shape).astype(np.float32)
+        # one numpy stream for both backends, so numpy and torch runs stay identical
+        return self._to(self.rng.standard_normal(shape).astype(np.float32))
 
     def _uniform(self, shape, bound):
-        if self.backend == "torch":
-            u = self.xp.rand(*shape, generator=self.gen).to(self.device)
-        else:
-            u = self.rng.random(shape).astype(np.float32)
-        return (2 * u - 1) * bound
+        return self._to((2 * self.rng.random(shape, dtype=np.float32) - 1) * bound)
 
     def sync(self) -> Network:
         """Write the program's state back into the network (for checkpoints)."""

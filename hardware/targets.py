@@ -38,6 +38,7 @@ def train_spiking(args) -> dict:
     """Online training on a spiking target (``neurolocal train --spiking``)."""
     if args.target not in SPIKING_TRAINERS:
         raise LoweringError(f"spiking training on {args.target!r} is not available in this "
-                            f"build; spiking targets: {', '.join(sorted(SPIKING_TRAINERS)) or 'none'}")
+                            "build; spiking targets: "
+                            f"{', '.join(sorted(SPIKING_TRAINERS)) or 'none'}")
     module = import_module(f".{SPIKING_TRAINERS[args.target]}", __package__)
     return module.train_from_args(args)

@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=1)
     s.add_argument("--batch-size", type=int, default=100)
     s.add_argument("--optimiser", default="adam", choices=["adam", "momentum", "sgd"])
-    s.add_argument("--lr", type=float, default=1e-3, help="optimiser step size (adam)")
+    s.add_argument("--lr", type=float, default=None,
+                   help="optimiser step: adam's step size (default 1e-3); for sgd/momentum a "
+                        "multiplier of the rule's own update (default 1)")
     s.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid"])
     s.add_argument("--backend", default="torch", choices=["torch", "numpy"])
     s.add_argument("--device", default="cpu", help="cpu or cuda (torch backends)")

@@ -107,8 +107,10 @@ class LocalityReport:
         else:
             out.append("phases: none (forward sweep and error delivery only)")
         for fb in self.feedback:
+            learned = " (learned)" if fb.learned else ""
+            verdict = "ok" if fb.local else "NOT LOCAL"
             out.append(f"feedback {fb.name}: {fb.source} -> {fb.target} via {fb.weights}"
-                       f"{' (learned)' if fb.learned else ''}  [{'ok' if fb.local else 'NOT LOCAL'}]")
+                       f"{learned}  [{verdict}]")
             out.append(f"    {fb.note}")
         for eq in self.neurons:
             out.append(f"{eq['where']} {eq['target']} = {eq['text']}")

@@ -426,7 +426,7 @@ class _Parser:
                                    self.statement_text(start), phase, head.line))
 
     def later_syn_vars(self, projection: str) -> set[str]:
-        """State variables a projection declares anywhere (an eligibility read before its update)."""
+        """State variables a projection declares anywhere (eligibility read before its update)."""
         found = set()
         toks = self.toks
         for k, t in enumerate(toks[:-3]):

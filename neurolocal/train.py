@@ -29,7 +29,7 @@ class TrainConfig:
     epochs: int = 1
     batch_size: int = 100
     optimiser: str = "adam"
-    lr: float = 1e-3
+    lr: float | None = None      # optimiser step (adam: 1e-3; sgd/momentum: x1 of the rule)
     lr_decay: float = 0.85       # multiplicative per epoch (exponential schedule)
     activation: str = "relu"
     backend: str = "torch"
@@ -80,9 +80,8 @@ def _finite(program, comps) -> bool:
 
 def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainResult:
     """Train an MLP with ``cfg.rule``; see :class:`TrainConfig` for the knobs."""
-    from .hardware.rate import Optimiser, RateProgram
-
     from .data import iterate_minibatches, load_dataset
+    from .hardware.rate import Optimiser, RateProgram
     from .io import save_checkpoint
 
     rule = cfg.rule if isinstance(cfg.rule, Rule) else get_rule(cfg.rule)

@@ -1,0 +1,132 @@
+"""The rule language: parsing, error positions, symbol scoping, and fuzzing."""
+
+import pytest
+import sympy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import neurolocal as nl
+from neurolocal.errors import NeurolocalError, RuleSyntaxError, UnknownSymbolError
+from neurolocal.rules import builtin_names, builtin_text
+from neurolocal.symbols import Ref, pretty
+
+FA = builtin_text("fa")
+
+
+def test_every_builtin_parses_and_round_trips_through_its_text():
+    for name in builtin_names():
+        rule = nl.get_rule(name)
+        again = nl.parse_rule(rule.text)
+        assert again.name == name
+        assert [u.expr for u in again.updates] == [u.expr for u in rule.updates]
+
+
+def test_fa_structure():
+    rule = nl.parse_rule(FA)
+    assert rule.name == "fa" and rule.globals["lr"].value == 0.01
+    fb = rule.feedback["B"]
+    assert fb.source == Ref("next", "delta") and fb.target == "err"
+    assert fb.weights == sympy.Symbol("random")
+    (upd,) = rule.updates
+    assert upd.projection == "W" and upd.var == "w"
+    assert pretty(upd.expr) == "-lr*post.delta*pre.r"
+    assert rule.neuron[0].target == "delta"
+
+
+def test_multiline_statement_inside_parentheses():
+    rule = nl.parse_rule("rule x\nglobal lr = 1\non W: dw = -lr * (post.err\n   * pre.r)\n")
+    assert pretty(rule.updates[0].expr) == "-lr*post.err*pre.r"
+
+
+def test_eligibility_read_before_its_update_is_in_scope():
+    rule = nl.parse_rule("rule e\nglobal lr = 1\non W: dw = lr * syn.e\n"
+                         "on W: de = pre.r * post.r\n")
+    assert rule.state_vars("W") == ["w", "e"]
+
+
+@pytest.mark.parametrize("text, line, col, fragment", [
+    ("rule x\nglobal lr 0.1\n", 2, 11, "expected '=' and a default value"),
+    ("rule x\non W: dw = -lr * post.err\n", 2, 13, "unknown symbol 'lr'"),
+    ("rule x\nglobal lr = 1\non W: dw = lr * (pre.r\n", 3, 23,
+     "')' to close the '(' at line 3, col 17"),
+    ("rule x\nglobal lr = 1\non W: dw = lr * post.bogus\n", 3, 17, "unknown symbol post.bogus"),
+    ("rule x\nglobal lr = 1\non Q: dw = lr\n", 3, 4, "unknown projection 'Q'"),
+    ("rule x\nfrobnicate\n", 2, 1, "expected a statement keyword"),
+    ("rule x\nglobal lr = 1\non W: dw = lr $ 2\n", 3, 15, "unexpected character '$'"),
+    ("rule x\nfeedback B = prev.err -> err via random\n", 2, 14, "feedback comes from"),
+    ("rule x\nfeedback B = next.err -> err via wobble\n", 2, 34, "unknown name 'wobble'"),
+    ("rule x\nglobal lr = 1\non W: dw = exp(lr, 2)\n", 3, 12, "exp() takes 1 argument"),
+    ("global lr = 1\n", 1, 1, "expected a 'rule NAME' statement"),
+    ("rule x\nphase p = relax(steps=3)\n", 2, 11, "needs rate"),
+    ("rule x\nglobal lr = 1\non W: dw = lr * 2 ** 1000\n", 3, 19, "exponent out of range"),
+])
+def test_syntax_errors_name_line_column_and_expectation(text, line, col, fragment):
+    with pytest.raises(RuleSyntaxError) as err:
+        nl.parse_rule(text)
+    assert (err.value.line, err.value.col) == (line, col), str(err.value)
+    assert fragment in str(err.value)
+    assert f"<rule>:{line}:{col}:" in str(err.value)
+
+
+def test_unknown_symbol_lists_the_symbols_in_scope():
+    with pytest.raises(UnknownSymbolError) as err:
+        nl.parse_rule("rule x\nglobal lr = 1\non W: dw = lr * post.dlta * pre.r\n")
+    msg = str(err.value)
+    for sym in ("glob.lr", "pre.r", "post.delta" if False else "post.err", "syn.w"):
+        assert sym in msg
+
+
+def test_bare_compartment_in_update_suggests_scope():
+    with pytest.raises(UnknownSymbolError, match=r"say pre.err or post.err"):
+        nl.parse_rule("rule x\nglobal lr = 1\non W: dw = lr * err\n")
+
+
+def test_rule_file_errors_carry_the_file_name(tmp_path):
+    path = tmp_path / "mine.rule"
+    path.write_text("rule mine\nglobal lr = 0.1\non W: dw = lr * post.err * \n")
+    with pytest.raises(RuleSyntaxError) as err:
+        nl.load_rule_file(path)
+    assert str(path) in str(err.value) and ":3:" in str(err.value)
+
+
+RULE_ALPHABET = st.sampled_from(list(
+    "abcdefghijklmnopqrstuvwxyz_ 0123456789.+-*/^()=:,@#\"\n\t->")
+    + ["rule ", "global ", "on W: dw = ", "pre.r", "post.err", "syn.w", "feedback B = ",
+       " via ", "random", "transpose(W)", "neuron ", "output ", "phase ", "noise(sigma=1)",
+       "**", "1e999", "9**9**9", "((((", "exp(", "sign("])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200))
+def test_arbitrary_text_raises_only_project_errors(text):
+    try:
+        nl.parse_rule(text)
+    except NeurolocalError:
+        pass
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(RULE_ALPHABET, max_size=40).map("".join))
+def test_rule_shaped_text_raises_only_project_errors(text):
+    try:
+        nl.parse_rule("rule fuzz\nglobal lr = 1\n" + text)
+    except NeurolocalError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["pre.r", "post.err", "post.dphi", "syn.w", "lr", "2", "0.5"]),
+                min_size=1, max_size=6),
+       st.lists(st.sampled_from(["+", "-", "*"]), min_size=5, max_size=5))
+def test_generated_updates_parse_to_the_same_expression_as_sympy(atoms, ops):
+    text = atoms[0]
+    for op, atom in zip(ops, atoms[1:]):
+        text += f" {op} {atom}"
+    rule = nl.parse_rule(f"rule p\nglobal lr = 3\non W: dw = {text}\n")
+    names = {"pre.r": "pre__r", "post.err": "post__err", "post.dphi": "post__dphi",
+             "syn.w": "syn__w", "lr": "glob__lr"}
+    expected = text
+    for k, v in names.items():
+        expected = expected.replace(k, v)
+    symbols = {v: sympy.Symbol(v, real=True) for v in names.values()}
+    assert sympy.simplify(rule.updates[0].expr - sympy.sympify(expected, locals=symbols)) == 0
