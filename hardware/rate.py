@@ -119,7 +119,7 @@ class Optimiser:
         if self.kind not in ("sgd", "momentum", "adam"):
             raise RuleError(f"unknown optimiser {self.kind!r}: expected sgd, momentum or adam")
         if self.lr is None:
-            self.lr = 1e-3 if self.kind == "adam" else 1.0
+            self.lr = 3e-3 if self.kind == "adam" else 1.0
 
     def step(self) -> None:
         self.t += 1

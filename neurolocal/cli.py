@@ -87,7 +87,8 @@ def cmd_train(args) -> int:
         cfg = TrainConfig(
             rule=_rule_arg(args.rule), dataset=args.dataset, hidden=args.hidden,
             epochs=args.epochs, batch_size=args.batch_size, optimiser=args.optimiser,
-            lr=args.lr, activation=args.activation, backend=args.backend,
+            lr=args.lr,
+            lr_decay=args.lr_decay, activation=args.activation, backend=args.backend,
             device=args.device, seed=args.seed, limit=args.samples, out=args.out,
             allow_nonlocal=args.allow_nonlocal, globals=_parse_set(args.set))
         result = train(cfg, progress=not args.json).to_dict()
@@ -135,11 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
     s.add_argument("--hidden", type=int, nargs="+", default=[500], help="hidden layer sizes")
     s.add_argument("--epochs", type=int, default=1)
-    s.add_argument("--batch-size", type=int, default=100)
+    s.add_argument("--batch-size", type=int, default=50)
     s.add_argument("--optimiser", default="adam", choices=["adam", "momentum", "sgd"])
     s.add_argument("--lr", type=float, default=None,
-                   help="optimiser step: adam's step size (default 1e-3); for sgd/momentum a "
+                   help="optimiser step: adam's step size (default 3e-3); for sgd/momentum a "
                         "multiplier of the rule's own update (default 1)")
+    s.add_argument("--lr-decay", type=float, default=0.8, help="per-epoch step-size factor")
     s.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid"])
     s.add_argument("--backend", default="torch", choices=["torch", "numpy"])
     s.add_argument("--device", default="cpu", help="cpu or cuda (torch backends)")

@@ -27,7 +27,7 @@ from .symbols import (
 )
 
 MAX_DEPTH = 64
-PHASE_KINDS = {"noise": ("sigma",), "relax": ("steps", "rate")}
+PHASE_KINDS = {"noise": ("sigma",), "relax": ("steps", "rate"), "hold": ()}
 KEYWORDS = ("rule", "cite", "global", "phase", "feedback", "neuron", "output", "on")
 
 

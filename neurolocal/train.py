@@ -27,10 +27,10 @@ class TrainConfig:
     dataset: str = "mnist"
     hidden: list[int] = field(default_factory=lambda: [500])
     epochs: int = 1
-    batch_size: int = 100
+    batch_size: int = 50
     optimiser: str = "adam"
-    lr: float | None = None      # optimiser step (adam: 1e-3; sgd/momentum: x1 of the rule)
-    lr_decay: float = 0.85       # multiplicative per epoch (exponential schedule)
+    lr: float | None = None      # None: adam 3e-3; sgd/momentum x1 (the rule's own lr)
+    lr_decay: float = 0.8        # multiplicative per epoch (exponential schedule)
     activation: str = "relu"
     backend: str = "torch"
     device: str = "cpu"
