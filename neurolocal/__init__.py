@@ -1,6 +1,7 @@
 """neurolocal: local learning rules as data — check their locality, compile them to
 rate, snntorch, Brian2 and Lava (Loihi 2) targets, train, convert and export."""
 
+from .builder import make_rule
 from .errors import (
     DivergenceError,
     LocalityError,
@@ -20,6 +21,6 @@ __all__ = [
     "DivergenceError", "LocalityError", "LoweringError", "NeurolocalError", "RuleError",
     "RuleSyntaxError", "UnknownSymbolError", "LocalityReport", "check_locality",
     "require_local", "Network", "build_mlp", "load_rule_file", "parse_rule", "Rule",
-    "builtin_names", "get_rule",
+    "builtin_names", "get_rule", "make_rule",
 ]
 __version__ = "0.1.0"

@@ -54,7 +54,7 @@ def backprop_gradients(program, x, y) -> list[np.ndarray]:
     for k, w in enumerate(ws, start=1):
         a = h @ w[:, :-1].T + w[:, -1]
         h = a if k == net.depth else acts[net.hidden_activation](a)
-    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    y = torch.as_tensor(np.array(y), dtype=torch.long)
     if net.output_activation == "softmax":
         loss = torch.nn.functional.cross_entropy(h, y)
     else:

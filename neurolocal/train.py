@@ -71,11 +71,13 @@ def accuracy(program, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
 
 
 def _finite(program, comps) -> bool:
-    r = comps[-1]["r"]
+    """NaN/inf anywhere in the output or in any synaptic state."""
+    arrays = [comps[-1]["r"]] + [a for layers in program.state.values()
+                                 for d in layers.values() for a in d.values()]
     if program.backend == "torch":
         import torch
-        return bool(torch.isfinite(r).all())
-    return bool(np.isfinite(r).all())
+        return bool(torch.isfinite(torch.stack([a.sum() for a in arrays])).all())
+    return bool(np.isfinite([float(np.sum(a)) for a in arrays]).all())
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainResult:
@@ -108,11 +110,12 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainRe
                                       shuffle=True, seed=cfg.seed + epoch)
         bar = _progress(len(train_set.x), f"{rule.name} epoch {epoch}/{cfg.epochs}",
                         progress, log)
-        for xb, yb in batches:
+        for step, (xb, yb) in enumerate(batches):
             comps = program.learn(xb, eye[yb], opt)
             seen += len(xb)
             bar.update(len(xb))
-            if not _finite(program, comps):
+            if (step % 20 == 0 or seen == len(train_set.x) * epoch) and \
+                    not _finite(program, comps):
                 bar.close()
                 raise DivergenceError(
                     f"training diverged (NaN/inf in the output) in epoch {epoch} of rule "

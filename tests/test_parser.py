@@ -130,3 +130,23 @@ def test_generated_updates_parse_to_the_same_expression_as_sympy(atoms, ops):
         expected = expected.replace(k, v)
     symbols = {v: sympy.Symbol(v, real=True) for v in names.values()}
     assert sympy.simplify(rule.updates[0].expr - sympy.sympify(expected, locals=symbols)) == 0
+
+
+def test_rule_built_from_python_equals_the_builtin_file():
+    rule = nl.make_rule(
+        "fa_py", globals={"lr": 0.01},
+        output={"err": "r - target", "delta": "err"},
+        feedback={"B": "next.delta -> err via random"},
+        neuron={"delta": "err * dphi"},
+        updates=[("W", "dw = -lr * post.delta * pre.r")])
+    ref = nl.get_rule("fa")
+    assert [u.expr for u in rule.updates] == [u.expr for u in ref.updates]
+    a = nl.check_locality(rule).to_dict()
+    b = nl.check_locality(ref).to_dict()
+    for d in (a, b):
+        d.pop("rule"), d.pop("description")
+        for v in d["violations"] + d["feedback"]:
+            v.pop("line", None)
+    assert a == b
+    with pytest.raises(RuleSyntaxError, match="make_rule bad"):
+        nl.make_rule("bad", updates=[("W", "dw = -lr")])

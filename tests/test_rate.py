@@ -138,7 +138,7 @@ def test_dfa_one_epoch_on_mnist_reaches_95_percent():
 def test_divergence_stops_with_the_epoch_and_keeps_the_last_checkpoint(tmp_path):
     from neurolocal.train import TrainConfig, train
     out = tmp_path / "run.h5"
-    cfg = TrainConfig(rule="fa", epochs=2, optimiser="sgd", lr=1.0, globals={"lr": 1e9},
+    cfg = TrainConfig(rule="fa", epochs=2, optimiser="sgd", lr=1.0, globals={"lr": 1e30},
                       limit=2000, test_limit=500, out=str(out))
     with pytest.raises(DivergenceError, match="epoch 1") as err:
         train(cfg, progress=False)
