@@ -14,7 +14,16 @@ import sympy
 
 from .errors import RuleSyntaxError, UnknownSymbolError
 from .lexer import Token, tokenize
-from .rule import FORWARD, Equation, FeedbackDecl, GlobalDecl, PhaseDecl, Rule, Update
+from .rule import (
+    FORWARD,
+    Equation,
+    FeedbackDecl,
+    GlobalDecl,
+    NoiseDecl,
+    PhaseDecl,
+    Rule,
+    Update,
+)
 from .symbols import (
     ALL_SCOPES,
     FUNCTIONS,
@@ -28,7 +37,11 @@ from .symbols import (
 
 MAX_DEPTH = 64
 PHASE_KINDS = {"noise": ("sigma",), "relax": ("steps", "rate"), "hold": ()}
-KEYWORDS = ("rule", "cite", "global", "phase", "feedback", "neuron", "output", "on")
+KEYWORDS = ("rule", "cite", "global", "phase", "feedback", "neuron", "output", "noise", "on")
+#: Where a projection may come from: the layer above, the output layer, the layer below
+#: (only through the forward synapses themselves, ``via W``), or the same layer.
+PROJECTION_SOURCES = ("next", "output", "prev", "lateral")
+NOISE_TARGETS = ("r", "a")
 
 
 class _Context:
@@ -205,9 +218,14 @@ class _Parser:
                 return sympy.Function("transpose")(args[0])
             return {"sign": sympy.sign, "abs": sympy.Abs}[fname](args[0])
         try:
-            return sympy_function(fname, args)
+            value = sympy_function(fname, args)
         except (ValueError, TypeError, ZeroDivisionError) as exc:
             raise self.error(f"{fname}() cannot take these arguments ({exc})", name_tok) from None
+        if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
+            raise self.error(f"{fname}() of a constant that makes it infinite, complex or "
+                             "undefined",
+                             name_tok)
+        return value
 
     def name(self, tok: Token, ctx: _Context) -> sympy.Expr:
         if ctx.kind == "weights":
@@ -261,9 +279,19 @@ class _Parser:
         start = self.i
         while self.tok.kind != "EOF":
             tok = self.tok
-            if tok.kind == "NAME" and tok.text in ("neuron", "output"):
+            if tok.kind == "NAME" and tok.text in ("neuron", "output", "noise"):
                 self.i += 1
                 compartments.add(self.expect("NAME", what="a compartment name").text)
+            elif tok.kind == "NAME" and tok.text == "feedback":
+                # a projection's target compartment is declared by the projection
+                j = self.i
+                while self.toks[j].kind not in ("NEWLINE", "EOF"):
+                    if self.toks[j].text == "->" and self.toks[j + 1].kind == "NAME":
+                        target = self.toks[j + 1].text
+                        if target not in KEYWORDS and target not in FUNCTIONS:
+                            compartments.add(target)
+                        break
+                    j += 1
             self.skip_line()
         self.i = start
         while self.tok.kind != "EOF":
@@ -289,6 +317,8 @@ class _Parser:
                 self.feedback_decl(rule, head, compartments)
             elif kw in ("neuron", "output"):
                 self.equation(rule, kw, compartments)
+            elif kw == "noise":
+                self.noise_decl(rule, head)
             elif kw == "on":
                 pending_updates.append((self.i, head))
                 self.skip_line()
@@ -300,6 +330,7 @@ class _Parser:
         if not rule.name:
             raise RuleSyntaxError("expected a 'rule NAME' statement", line=1, col=1,
                                   source=self.source)
+        self.check_dynamic_equations(rule)
         for pos, head in pending_updates:
             self.i = pos
             self.update(rule, head, compartments)
@@ -370,10 +401,9 @@ class _Parser:
         name = self.new_name(rule, self.expect("NAME", what="the projection's name"),
                              compartments)
         self.expect("OP", "=")
-        scope = self.expect("NAME", what=f"a source ({', '.join(OTHER_NEURON_SCOPES)}.NAME)")
-        if scope.text not in ("next", "output"):
-            raise self.error("feedback comes from 'next.<compartment>' (the layer above) or "
-                             "'output.<compartment>' (the output layer, as in DFA)", scope)
+        scope = self.expect("NAME", what=f"a source ({', '.join(PROJECTION_SOURCES)}.NAME)")
+        if scope.text not in PROJECTION_SOURCES:
+            raise self.error(self.source_message(), scope)
         self.expect("OP", ".")
         comp = self.expect("NAME", what="a compartment name")
         if comp.text not in compartments:
@@ -388,20 +418,83 @@ class _Parser:
         start = self.i
         ctx = _Context("weights", globals_=rule.globals, compartments=compartments)
         weights = self.expression(ctx)
+        if scope.text == "prev" and weights != sympy.Symbol(FORWARD):
+            raise self.error(self.source_message(), scope)
+        if scope.text == "lateral" and weights.has(sympy.Symbol(FORWARD)):
+            raise self.error("a lateral projection (within one layer) cannot be built from the "
+                             "forward weights W; use random, sparse(p) or resample", scope)
         rule.feedback[name] = FeedbackDecl(
             name, Ref(scope.text, comp.text), target.text, weights,
             self.statement_text(start), head.line)
+
+    @staticmethod
+    def source_message() -> str:
+        return ("feedback comes from 'next.<compartment>' (the layer above), "
+                "'output.<compartment>' (the output layer, as in DFA), "
+                "'lateral.<compartment>' (other neurons of the same layer), or "
+                "'prev.<compartment>' 'via W' only (the layer below, through the forward "
+                "synapses themselves)")
 
     def equation(self, rule: Rule, kw: str, compartments: set[str]) -> None:
         target = self.expect("NAME", what="a compartment name")
         if target.text in rule.globals:
             raise self.error(f"{target.text!r} is a global, not a compartment", target)
+        if target.text in rule.noise:
+            raise self.error(f"{target.text!r} is a noise source; it has no equation", target)
+        phase = None
+        if self.accept("during"):
+            phase = self.expect("NAME", what="a relax phase name").text
         self.expect("OP", "=")
         start = self.i
         ctx = _Context(kw, globals_=rule.globals, compartments=compartments)
         expr = self.expression(ctx)
-        eq = Equation(target.text, expr, self.statement_text(start), kw, target.line)
+        eq = Equation(target.text, expr, self.statement_text(start), kw, target.line, phase)
         (rule.neuron if kw == "neuron" else rule.output).append(eq)
+
+    def check_dynamic_equations(self, rule: Rule) -> None:
+        """``during P`` equations need a relax phase (an undeclared one is the checker's)."""
+        seen: set[tuple[str, str, str]] = set()
+        for eq in rule.neuron + rule.output:
+            if eq.phase is None:
+                continue
+            ph = rule.phases.get(eq.phase)
+            if ph is not None and ph.kind != "relax":
+                raise RuleSyntaxError(
+                    f"{eq.where} {eq.target} during {eq.phase}: a neuron equation runs during a "
+                    f"relax phase, but {eq.phase} is a {ph.kind} phase",
+                    line=eq.line, col=1, source=self.source,
+                    text=self.lines[eq.line - 1] if 0 < eq.line <= len(self.lines) else None)
+            key = (eq.where, eq.target, eq.phase)
+            if key in seen:
+                raise RuleSyntaxError(
+                    f"{eq.where} {eq.target} has two equations during {eq.phase}",
+                    line=eq.line, col=1, source=self.source)
+            seen.add(key)
+
+    def noise_decl(self, rule: Rule, head: Token) -> None:
+        tok = self.expect("NAME", what="the noise compartment's name")
+        name = tok.text
+        if name in rule.globals or name in rule.feedback or name in rule.phases \
+                or name in rule.noise or name == FORWARD:
+            raise self.error(f"name {name!r} is already declared", tok)
+        if name in NEURON_COMPARTMENTS or name in KEYWORDS or name in FUNCTIONS:
+            raise self.error(f"name {name!r} is reserved; pick another", tok)
+        if any(e.target == name for e in rule.neuron + rule.output):
+            raise self.error(f"{name!r} already has a neuron equation", tok)
+        self.expect("OP", "=")
+        self.expect("NAME", "normal", "'normal' (the only noise distribution)")
+        self.expect("OP", "(")
+        self.expect("NAME", "sigma", "'sigma'")
+        self.expect("OP", "=")
+        sigma = float(self.number(self.expect("NUMBER", what="a number")))
+        self.expect("OP", ")", "')'")
+        if not 0 < sigma < 1e6:
+            raise self.error(f"noise sigma must be positive, got {sigma:g}", tok)
+        self.expect("OP", "->", "'->' and the compartment it adds to (r or a)")
+        into = self.expect("NAME", what="r or a")
+        if into.text not in NOISE_TARGETS:
+            raise self.error(f"noise adds to the rate r or the drive a, not {into.text!r}", into)
+        rule.noise[name] = NoiseDecl(name, sigma, into.text, head.line)
 
     def update(self, rule: Rule, head: Token, compartments: set[str]) -> None:
         proj = self.expect("NAME", what="a projection name")
