@@ -144,3 +144,18 @@ def test_divergence_stops_with_the_epoch_and_keeps_the_last_checkpoint(tmp_path)
         train(cfg, progress=False)
     assert "lower --lr" in str(err.value)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_held_values_run_when_the_hold_phase_is_declared():
+    text = ("rule held\nglobal lr = 0.01\nphase forward = hold()\n"
+            "output err = r - target\nfeedback B = output.err -> err via random\n"
+            "on W: dw = -lr * post.err * pre.r@forward\n")
+    rule = nl.parse_rule(text)
+    rep = nl.check_locality(rule)
+    assert rep.local and [p["name"] for p in rep.phases] == ["forward"]
+    prog = RateProgram(nl.build_mlp([6, 4, 3], rule), backend="numpy")
+    x, y = next(_batches(1, [6, 4, 3]))
+    comps = prog.errors(prog.forward(x), y)
+    d = prog.updates(comps)[(FORWARD, 1)]["w"]
+    pre = np.concatenate([x, np.ones((len(x), 1), np.float32)], 1)
+    np.testing.assert_allclose(d, -0.01 * comps[1]["err"].T @ pre / len(x), rtol=1e-5)
