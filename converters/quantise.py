@@ -1,0 +1,519 @@
+"""Loihi 2 fixed-point quantisation of a converted network, with an error report per layer.
+
+Why: Loihi 2 (and Lava's bit-accurate ``fixed_pt`` models) store 8-bit weights with one shift
+per synapse group, a 17-bit threshold and 24-bit neuron state. This module maps each layer onto
+those formats and says how much each mapping costs, and :func:`simulate_fixed` reproduces
+Lava's integer arithmetic bit for bit (checked against Lava in the tests), batched, so the
+effect of quantisation can be measured on a whole test set in seconds.
+
+The mapping of layer ``l`` (composed float matrix ``M``, bias ``b``, threshold ``theta``)::
+
+    S        = K / max|M|               K = 254 (mixed signs: Lava drops the LSB), 255 otherwise
+    w        = round(M * S)             8-bit weights (even for mixed-sign layers)
+    e        = weight_exp               a_in = (sum_j w_ij s_j) * 2**e   (a floor shift if e < 0)
+    vth      = round(theta * S * c * 2**e)      threshold, c = 255 for an 8-bit graded input
+    bias     = round(b * S * c * 2**e * 64)     = bias_mant * 2**bias_exp   (v is a_in << 6)
+    dv       = round((1 - beta) * 4096)         voltage decay, du = 4095 (u = a_in exactly)
+    v0       = round(v_init * vth * 64)         initial membrane, set at every window start
+
+``e`` is chosen so that ``vth`` lands in (vth_target / 2, vth_target] (default 2**12): large
+enough for a fine threshold and bias, small enough that ``a_in`` stays inside 16 bits for
+neurons driven up to ~8x their threshold per step. Limits come from
+``neurolocal.hardware.profiles.LOIHI2``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .model import (
+    ConversionError,
+    Neuron,
+    Op,
+    RunResult,
+    SNNLayer,
+    SNNModel,
+    input_macs,
+    layer_matrix,
+    make_stats,
+    poisson_spikes,
+)
+
+__all__ = [
+    "QuantLayer",
+    "QuantModel",
+    "dequantise",
+    "graded_input",
+    "quantise",
+    "simulate_fixed",
+    "sweep_fixed",
+]
+
+INPUT_BITS = 8  #: graded spikes carrying the input current (MNIST pixels are 8-bit)
+
+
+def _profile():
+    from neurolocal.hardware.profiles import LOIHI2
+
+    return LOIHI2
+
+
+@dataclass
+class QuantLayer:
+    """One layer in Loihi 2's formats. ``program`` is the integer synaptic map (no biases):
+    ``("sumpool", kernel, stride, padding)``, ``("flatten",)``, ``("linear", W)``,
+    ``("conv2d", K, stride, padding, dilation, groups)`` with integer-valued weights."""
+
+    name: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    program: list[tuple[Any, ...]]
+    weight_exp: int
+    bias_mant: np.ndarray
+    bias_exp: np.ndarray
+    vth: int | None  # None: the non-spiking read-out
+    dv: int
+    du: int
+    reset: str
+    sign_mode: str
+    scale: float  # S * c * 2**e: float units -> a_in units
+    num_message_bits: int  # 0: binary spikes in; INPUT_BITS: graded input current
+    v0: int = 0  # initial membrane in v units (v_init * vth << 6)
+    errors: dict[str, float] = field(default_factory=dict)
+    _matrix: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def bias_eff(self) -> np.ndarray:
+        """Bias in v units (``bias_mant << bias_exp``), as Lava's ``scale_bias`` computes it."""
+        return np.left_shift(self.bias_mant.astype(np.int64), self.bias_exp.astype(np.int64))
+
+    def matrix(self) -> np.ndarray:
+        """The integer weight matrix (n_out, n_in) that Lava's ``Dense`` receives."""
+        if self._matrix is None:
+            import torch
+
+            eye = torch.eye(self.n_in, dtype=torch.float64)
+            cols = []
+            for start in range(0, self.n_in, 2048):
+                basis = eye[start:start + 2048].reshape((-1, *self.in_shape))
+                cols.append(_run_program(self.program, basis, self.out_shape).reshape(
+                    len(basis), -1).numpy().T)
+            mat = np.concatenate(cols, axis=1)
+            self._matrix = np.rint(mat).astype(np.int32)
+        return self._matrix
+
+
+@dataclass
+class QuantModel:
+    """A network in Loihi 2 formats plus how its input is delivered."""
+
+    input_shape: tuple[int, ...]
+    layers: list[QuantLayer]
+    input: str  # "current" (8-bit graded spikes) or "poisson" (binary spikes)
+    readout: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def error_table(self) -> str:
+        """Per-layer quantisation report (print it)."""
+        head = (f"{'layer':>8} {'sign':>6} {'w_exp':>5} {'vth':>7} {'dv':>5} "
+                f"{'w_rel_rms':>9} {'w_max_abs':>9} {'zeroed':>7} {'thr_rel':>9} "
+                f"{'bias_max':>9} {'beta_err':>9}")
+        rows = [head]
+        for q in self.layers:
+            e = q.errors
+            rows.append(
+                f"{q.name:>8} {q.sign_mode[:6]:>6} {q.weight_exp:>5d} "
+                f"{q.vth if q.vth is not None else '-':>7} {q.dv:>5d} "
+                f"{e['weight_rel_rms']:>9.2e} {e['weight_max_abs_rel']:>9.2e} "
+                f"{e['weights_zeroed']:>7.3f} {e.get('threshold_rel', 0.0):>9.2e} "
+                f"{e['bias_max_abs_rel']:>9.2e} {e.get('beta_abs', 0.0):>9.2e}"
+            )
+        rows.append("w_rel_rms: ||W_q - W|| / ||W||; w_max_abs: max|W_q - W| / max|W|; zeroed: "
+                    "fraction of non-zero weights rounded to 0; thr_rel: |theta_q / theta - 1|; "
+                    "bias_max: max|b_q - b| / theta; beta_err: |beta_q - beta|")
+        return "\n".join(rows)
+
+    def errors(self) -> list[dict[str, Any]]:
+        """The report as data: one dict per layer."""
+        return [{"layer": q.name, "weight_exp": q.weight_exp, "vth": q.vth, "dv": q.dv,
+                 "sign_mode": q.sign_mode, **q.errors} for q in self.layers]
+
+
+def _sign_mode(mat_abs_max: float, mn: float, mx: float) -> str:
+    if mat_abs_max == 0 or mn >= 0:
+        return "excitatory"
+    if mx <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def _qround(w: np.ndarray, step: int, lo: int, hi: int) -> np.ndarray:
+    return np.clip(np.rint(w / step) * step, lo, hi)
+
+
+def _float_program(layer: SNNLayer) -> list[tuple[Any, ...]] | None:
+    """The layer's ops with avg-pools as sum-pools and their 1/k^2 moved into the one weighted
+    op (exact: pooling is linear). None when the layer has several weighted ops."""
+    weighted = layer.weighted_ops()
+    if len(weighted) != 1:
+        return None
+    factor = 1.0
+    for op in layer.ops:
+        if op.kind == "avgpool2d":
+            factor /= op.kernel_size[0] * op.kernel_size[1]
+    prog: list[tuple[Any, ...]] = []
+    for op in layer.ops:
+        if op.kind == "avgpool2d":
+            prog.append(("sumpool", op.kernel_size, op.stride, op.padding))
+        elif op.kind == "flatten":
+            prog.append(("flatten",))
+        elif op.kind == "linear":
+            prog.append(("linear", np.asarray(op.weight, np.float64) * factor))
+        else:
+            prog.append(("conv2d", np.asarray(op.weight, np.float64) * factor, op.stride,
+                         op.padding, op.dilation, op.groups))
+    return prog
+
+
+def _run_program(program: list[tuple[Any, ...]], x: Any, out_shape: tuple[int, ...]) -> Any:
+    """Apply an integer program to a float64 batch (exact for integer data)."""
+    import torch
+    import torch.nn.functional as F
+
+    h = x
+    for step in program:
+        kind = step[0]
+        if kind == "sumpool":
+            k, s, p = step[1], step[2], step[3]
+            c = h.shape[1]
+            ones = torch.ones((c, 1, *k), dtype=h.dtype, device=h.device)
+            h = F.conv2d(h, ones, stride=s, padding=p, groups=c)
+        elif kind == "flatten":
+            h = h.reshape(h.shape[0], -1)
+        elif kind == "linear":
+            w = torch.as_tensor(step[1], dtype=h.dtype, device=h.device)
+            h = h.reshape(h.shape[0], -1) @ w.T
+        else:
+            w = torch.as_tensor(step[1], dtype=h.dtype, device=h.device)
+            h = F.conv2d(h, w, stride=step[2], padding=step[3], dilation=step[4],
+                         groups=step[5])
+    return h.reshape((h.shape[0], *out_shape))
+
+
+def _choose_exp(a: float, target: float, lo: int, hi: int) -> int:
+    if a <= 0 or not math.isfinite(a):
+        return 0
+    return int(min(hi, max(lo, math.floor(math.log2(target / a)))))
+
+
+def quantise(
+    model: SNNModel,
+    *,
+    input: str = "current",
+    vth_target: int = 2**12,
+) -> QuantModel:
+    """Map a converted model onto Loihi 2's fixed-point formats; errors land in each layer.
+
+    ``input="current"`` delivers the input as 8-bit graded spikes (``round(x * 255)``) every
+    step, ``"poisson"`` as binary spikes. Raises ConversionError when a value cannot be
+    represented (threshold beyond 17 bits even at the smallest weight exponent, say).
+    """
+    if input not in ("current", "poisson"):
+        raise ConversionError(f"input {input!r}: choose 'current' or 'poisson'")
+    prof = _profile()
+    wf, lif = prof.weights, prof.lif
+    e_lo, e_hi = wf.weight_exp_range or (-8, 7)
+    vth_max = lif.vth_range[1]
+    b_lo, b_hi = lif.bias_mant_range
+    be_lo, be_hi = lif.bias_exp_range
+    v_shift = lif.activation_shift  # a_in << 6 into u, threshold << vth_shift
+    layers: list[QuantLayer] = []
+    for idx, layer in enumerate(model.layers):
+        mat, bias = layer_matrix(layer)
+        dense = mat.toarray()
+        amax = float(np.abs(dense).max()) if dense.size else 0.0
+        mode = _sign_mode(amax, float(dense.min(initial=0.0)), float(dense.max(initial=0.0)))
+        if mode == "mixed":
+            step = 2 ** wf.mixed_sign_dropped_lsbs
+            hi = (wf.range_mixed[1] // step) * step
+            lo, k_max = -hi, hi
+        elif mode == "excitatory":
+            step, (lo, hi) = 1, wf.range_excitatory
+            k_max = hi
+        else:
+            step, (lo, hi) = 1, wf.range_inhibitory
+            k_max = -lo
+        s_w = k_max / amax if amax > 0 else 1.0
+        graded = idx == 0 and input == "current"
+        c = float(2**INPUT_BITS - 1) if graded else 1.0
+        theta = layer.neuron.threshold if layer.neuron is not None else 1.0
+        # the read-out is summed on the host: no threshold to resolve, keep a_in small
+        e = (_choose_exp(theta * s_w * c, vth_target, e_lo, e_hi) if layer.neuron is not None
+             else min(0, _choose_exp(s_w * c, vth_target, e_lo, e_hi)))
+        vth = int(round(theta * s_w * c * 2.0**e)) if layer.neuron is not None else None
+        if vth is not None and not 1 <= vth <= vth_max:
+            raise ConversionError(
+                f"layer {layer.name!r}: threshold {vth} does not fit Loihi's {vth_max} even "
+                f"with weight_exp={e}; the weights span too wide a range"
+            )
+        # integer program: the op chain when it maps one-to-one, else the composed matrix
+        prog = _float_program(layer)
+        if prog is not None:
+            prog = [(s[0], _qround(s[1] * s_w, step, lo, hi), *s[2:])
+                    if s[0] in ("linear", "conv2d") else s for s in prog]
+        q = QuantLayer(
+            name=layer.name, in_shape=layer.in_shape, out_shape=layer.out_shape,
+            program=prog or [("linear", _qround(dense * s_w, step, lo, hi))],
+            weight_exp=e, bias_mant=np.zeros(layer.n_out, np.int32),
+            bias_exp=np.zeros(layer.n_out, np.int32), vth=vth, dv=0,
+            du=2**lif.decay_bits - 1, reset=layer.neuron.reset if layer.neuron else "subtract",
+            sign_mode=mode, scale=s_w * c * 2.0**e,
+            num_message_bits=INPUT_BITS if graded else 0,
+        )
+        w_int = q.matrix()
+        if prog is not None and (w_int.max(initial=0) > hi or w_int.min(initial=0) < lo):
+            # overlapping pools summed several weights: quantise the composed matrix instead
+            q.program = [("linear", _qround(dense * s_w, step, lo, hi))]
+            q._matrix = None
+            w_int = q.matrix()
+        # bias: per neuron mantissa * 2**exp in v units (a_in << 6)
+        b_v = bias * q.scale * 2.0**v_shift
+        b_exp = np.zeros(layer.n_out, np.int64)
+        mag = np.abs(np.rint(b_v))
+        while True:
+            over = (mag / 2.0**b_exp > max(b_hi, -b_lo)) & (b_exp < be_hi)
+            if not over.any():
+                break
+            b_exp[over] += 1
+        b_mant = np.clip(np.rint(b_v / 2.0**b_exp), b_lo, b_hi)
+        q.bias_mant, q.bias_exp = b_mant.astype(np.int32), b_exp.astype(np.int32)
+        if layer.neuron is not None:
+            q.dv = int(np.clip(round((1.0 - layer.neuron.beta) * 2**lif.decay_bits), 0,
+                               2**lif.decay_bits - 1))
+            q.v0 = int(round(layer.neuron.v_init * vth * 2.0**lif.vth_shift))
+        # the error report, in float units of the original layer
+        w_back = w_int / s_w
+        nz = dense != 0
+        err = {
+            "weight_rel_rms": float(np.linalg.norm(w_back - dense) / max(np.linalg.norm(dense),
+                                                                          1e-300)),
+            "weight_max_abs_rel": float(np.abs(w_back - dense).max() / max(amax, 1e-300)),
+            "weights_zeroed": float(np.mean(w_int[nz] == 0)) if nz.any() else 0.0,
+            "bias_max_abs_rel": float(np.abs(q.bias_eff / (q.scale * 2.0**v_shift) - bias).max()
+                                      / theta) if layer.n_out else 0.0,
+            "weight_scale": float(s_w),
+        }
+        if layer.neuron is not None:
+            err["threshold_rel"] = abs(vth / q.scale / theta - 1.0)
+            beta_q = 1.0 - q.dv / 2**lif.decay_bits
+            err["beta_abs"] = abs(beta_q - layer.neuron.beta)
+            err["v_init_abs"] = abs(q.v0 / (vth * 2.0**lif.vth_shift) - layer.neuron.v_init)
+        # worst case per-step input if every pre-synaptic neuron fired (and inputs at 255)
+        row = np.abs(w_int).sum(axis=1).max(initial=0) * (c if graded else 1.0) * 2.0**e
+        err["a_in_worst"] = float(row)
+        q.errors = err
+        layers.append(q)
+    return QuantModel(model.input_shape, layers, input, model.readout,
+                      {"vth_target": vth_target, "profile": prof.name})
+
+
+def graded_input(x: np.ndarray) -> np.ndarray:
+    """The 8-bit graded spike values that carry an input current in [0, 1]: round(255 x)."""
+    x = np.asarray(x, np.float64)
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ConversionError(f"inputs must lie in [0, 1] for 8-bit graded spikes "
+                              f"(got {x.min()}..{x.max()}); scale them first")
+    return np.rint(x * (2**INPUT_BITS - 1)).astype(np.int64)
+
+
+def _shift(a: Any, e: int) -> Any:
+    import torch
+
+    if e >= 0:
+        return a * float(2**e)
+    return torch.floor(a / float(2 ** (-e)))  # numpy right_shift floors, as Lava's Dense
+
+
+def simulate_fixed(
+    q: QuantModel,
+    x: Any,
+    timesteps: int,
+    *,
+    seed: int = 0,
+    spikes: np.ndarray | None = None,
+    batch_size: int = 256,
+    return_counts: bool = False,
+    model: SNNModel | None = None,
+) -> RunResult:
+    """Lava ``fixed_pt`` arithmetic (Dense + our LIF reset) in batched integer-exact float64.
+
+    Per step and layer: ``a_in = shift(W s)``; ``u = wrap24(a_in << 6)``;
+    ``v = clip24(trunc(v * (4096 - dv) / 4096) + u + bias)``; the previous step's spikes then
+    subtract ``vth << 6`` (reset="zero": v was zeroed before the decay instead); spike if
+    ``v > vth << 6``. The read-out sums ``(a_in << 6) + bias`` over the steps. ``model`` (the
+    float model) gives per-layer fan-outs for the synops report. ``extra`` counts 24-bit
+    wraps of u and clips of v (low clips are strongly inhibited neurons, harmless for
+    constant input) and the largest ``|a_in|`` per layer (Loihi's a_in is 16-bit).
+    """
+    return sweep_fixed(q, x, [timesteps], seed=seed, spikes=spikes, batch_size=batch_size,
+                       return_counts=return_counts, model=model)[int(timesteps)]
+
+
+def sweep_fixed(
+    q: QuantModel,
+    x: Any,
+    timesteps: Any,
+    *,
+    seed: int = 0,
+    spikes: np.ndarray | None = None,
+    batch_size: int = 256,
+    return_counts: bool = False,
+    model: SNNModel | None = None,
+) -> dict[int, RunResult]:
+    """:func:`simulate_fixed` read at every T in ``timesteps`` from one run of max(T) steps."""
+    import torch
+
+    prof = _profile()
+    lif = prof.lif
+    ts = sorted({int(t) for t in timesteps})
+    if not ts or ts[0] < 1:
+        raise ConversionError(f"timesteps must be integers >= 1, got {timesteps}")
+    t_max = ts[-1]
+    half = float(2 ** (lif.u_bits - 1))
+    vmax = float(2 ** (lif.v_bits - 1) - 1)
+    unity = float(2**lif.decay_bits)
+    sh = float(2**lif.activation_shift)
+    xb = np.asarray(x)
+    n_in0 = int(np.prod(q.input_shape))
+    xb = xb.reshape((len(xb), *q.input_shape)) if xb.size == len(xb) * n_in0 else xb
+    n = len(xb)
+    t0 = time.perf_counter()
+    n_spk = sum(1 for layer in q.layers if layer.vth is not None)
+    outs: dict[int, list[np.ndarray]] = {t: [] for t in ts}
+    counts_all: dict[int, list[list[np.ndarray]]] = {t: [] for t in ts}
+    sums = {t: [np.zeros(layer.n_out) for layer in q.layers if layer.vth is not None]
+            for t in ts}
+    in_sums = {t: (None if q.input == "current" else np.zeros(n_in0)) for t in ts}
+    stats = {"u_wraps": 0, "v_clips_high": 0, "v_clips_low": 0,
+             "max_abs_a_in": [0.0] * len(q.layers)}
+    biases = [torch.from_numpy(layer.bias_eff.astype(np.float64)) for layer in q.layers]
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        b = stop - start
+        if q.input == "current":
+            g = torch.from_numpy(graded_input(xb[start:stop]).astype(np.float64))
+            sp_in = None
+        else:
+            sp = spikes[:t_max, start:stop] if spikes is not None else poisson_spikes(
+                np.asarray(xb[start:stop], np.float32), t_max, seed=seed, start=start)
+            sp_in = torch.from_numpy(np.asarray(sp, np.float64).reshape(
+                (t_max, b, *q.input_shape)))
+        v = [torch.full((b, layer.n_out), float(layer.v0), dtype=torch.float64)
+             for layer in q.layers]
+        prev = [torch.zeros((b, layer.n_out), dtype=torch.float64) for layer in q.layers]
+        cnt = [torch.zeros((b, layer.n_out), dtype=torch.float64)
+               for layer in q.layers if layer.vth is not None]
+        acc = torch.zeros((b, q.layers[-1].n_out), dtype=torch.float64)
+        in_acc = None if sp_in is None else np.zeros(n_in0)
+        const_a = None
+        for t in range(t_max):
+            h = None
+            k = 0
+            if sp_in is not None:
+                in_acc += sp_in[t].reshape(b, -1).sum(0).numpy()
+            for i, layer in enumerate(q.layers):
+                if i == 0 and sp_in is None:
+                    if const_a is None:
+                        const_a = _shift(_run_program(layer.program, g, layer.out_shape)
+                                         .reshape(b, -1), layer.weight_exp)
+                    a = const_a
+                else:
+                    src = sp_in[t] if i == 0 else h.reshape((b, *layer.in_shape))
+                    a = _shift(_run_program(layer.program, src, layer.out_shape).reshape(b, -1),
+                               layer.weight_exp)
+                if a.numel():
+                    stats["max_abs_a_in"][i] = max(stats["max_abs_a_in"][i],
+                                                   float(a.abs().max()))
+                u = a * sh
+                if layer.vth is None:
+                    acc += u + biases[i]  # the read-out sums on the host: no 24-bit wrap
+                    continue
+                wrapped = torch.where(u > half, u - 2 * half, u)
+                wrapped = torch.where(wrapped <= -half, u + 2 * half, wrapped)
+                stats["u_wraps"] += int((wrapped != u).sum())
+                v_old = v[i] if layer.reset == "subtract" else v[i] * (1.0 - prev[i])
+                vt = v_old * (unity - layer.dv)
+                vt = torch.sign(vt) * torch.floor(vt.abs() / unity)
+                vt = vt + wrapped + biases[i]
+                stats["v_clips_high"] += int((vt > vmax).sum())
+                stats["v_clips_low"] += int((vt < -vmax).sum())
+                vt = vt.clamp(-vmax, vmax)
+                vth_eff = float(layer.vth) * float(2**lif.vth_shift)
+                if layer.reset == "subtract":
+                    vt = vt - prev[i] * vth_eff
+                s = (vt > vth_eff).to(torch.float64)
+                v[i], prev[i] = vt, s
+                cnt[k] += s
+                k += 1
+                h = s
+            if t + 1 in outs:
+                out = cnt[-1] if q.layers[-1].vth is not None else acc
+                outs[t + 1].append(out.numpy().copy())
+                for acc_sum, c in zip(sums[t + 1], cnt):
+                    acc_sum += c.sum(0).numpy()
+                if in_acc is not None:
+                    in_sums[t + 1] += in_acc
+                if return_counts:
+                    counts_all[t + 1].append([c.numpy().astype(np.int32) for c in cnt])
+    seconds = time.perf_counter() - t0
+    results = {}
+    for t in ts:
+        output = np.concatenate(outs[t])
+        counts = None
+        if return_counts:
+            counts = [np.concatenate([c[k] for c in counts_all[t]]) for k in range(n_spk)]
+        results[t] = RunResult(
+            target="fixed-point emulation", timesteps=t,
+            predictions=np.argmax(output, axis=1), outputs=output,
+            layer_stats=make_stats(model, sums[t], in_sums[t], n, t) if model else [],
+            input=q.input,
+            input_macs=input_macs(model, xb) if (model and q.input == "current") else 0.0,
+            seconds=seconds, spike_counts=counts, extra=dict(stats),
+        )
+    return results
+
+
+def dequantise(q: QuantModel) -> SNNModel:
+    """The quantised network back in float units of the original model (one linear op per
+    layer): run it on snntorch to see the quantisation effect without Lava's shift floors."""
+    layers = []
+    for i, ql in enumerate(q.layers):
+        w = ql.matrix().astype(np.float64) * 2.0**ql.weight_exp / ql.scale
+        if ql.num_message_bits:
+            w = w * (2**INPUT_BITS - 1)  # graded input: pixel 255 carries x = 1
+        b = ql.bias_eff / (ql.scale * 64.0)
+        ops: list[Op] = []
+        n_in_shape = q.input_shape if i == 0 else (ql.n_in,)
+        if len(n_in_shape) > 1:
+            ops.append(Op("flatten", f"flat_q{i + 1}", n_in_shape, (ql.n_in,)))
+        ops.append(Op("linear", f"fc_q{i + 1}", (ql.n_in,), (ql.n_out,), weight=w, bias=b))
+        neuron = None
+        if ql.vth is not None:
+            beta = 1.0 - ql.dv / 4096.0
+            neuron = Neuron("IF" if ql.dv == 0 else "LIF", ql.vth / ql.scale, beta, ql.reset,
+                            name=f"lif{i + 1}", v_init=ql.v0 / (ql.vth * 64.0))
+        layers.append(SNNLayer(ql.name, ops, neuron))
+    return SNNModel(q.input_shape, layers, {"dequantised": True})
