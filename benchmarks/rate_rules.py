@@ -73,6 +73,8 @@ def main() -> int:
     ap.add_argument("--rules", nargs="+", default=RULES)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rate_rules.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other rules' rows from an earlier --out file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = TrainConfig()
@@ -88,9 +90,15 @@ def main() -> int:
                      "curve": [h["test_accuracy"] for h in res.history],
                      "train_seconds": res.seconds})
         print(f"  {name}: {res.test_accuracy:.2f}% ({res.seconds:.0f} s)", file=sys.stderr)
+    if args.merge and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        fresh = {r["rule"] for r in rows}
+        rows = [r for r in old["rows"] if r["rule"] not in fresh] + rows
+        rows.sort(key=lambda r: RULES.index(r["rule"]) if r["rule"] in RULES else 99)
+    # throughput is always measured afresh for every row, in one go, on one machine state
     speed = {"autograd-bp": autograd_throughput(cfg.batch_size)}
-    for name in args.rules:
-        speed[name] = throughput(name, cfg.batch_size)
+    for r in rows:
+        speed[r["rule"]] = throughput(r["rule"], cfg.batch_size)
     command = "python benchmarks/rate_rules.py " + " ".join(sys.argv[1:])
     print(f"\nMNIST 784-500-10, {args.epochs} epochs, batch {cfg.batch_size}, Adam "
           f"lr {Optimiser('adam').lr:g} x{cfg.lr_decay}/epoch, ReLU, torch CPU "
