@@ -7,12 +7,16 @@ add their rows through :data:`EXTRA_STAGES`.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-#: further demo stages: each returns table rows (dicts with the columns below)
-EXTRA_STAGES: list[Callable[[bool], list[dict]]] = []
+#: further demo stages: ``stage(quick, context)`` returns table rows (dicts with the columns
+#: below); ``context["checkpoints"]`` maps each trained rule to its HDF5 checkpoint.
+EXTRA_STAGES: list[Callable[[bool, dict], list[dict]]] = []
 
 COLUMNS = ("stage", "rule", "target", "local", "test acc %", "seconds", "note")
 
@@ -50,18 +54,46 @@ def run_demo(quick: bool = False) -> int:
     rules = ["bp", "fa", "dfa", "kp"] if not quick else ["bp", "fa"]
     print(f"\n== 2. train 784-500-10 on MNIST, {epochs} epoch(s), Adam, same budget ==")
     rows = []
+    workdir = Path(tempfile.mkdtemp(prefix="neurolocal-demo-"))
+    context: dict = {"checkpoints": {}, "workdir": workdir}
     for name in rules:
-        res = train(TrainConfig(rule=name, epochs=epochs, limit=samples,
+        ckpt = workdir / f"{name}.h5"
+        res = train(TrainConfig(rule=name, epochs=epochs, limit=samples, out=str(ckpt),
                                 allow_nonlocal=not verdicts[name]), progress=True)
+        context["checkpoints"][name] = ckpt
         angle = res.update_angles.get("W1")
         rows.append({"stage": "rate", "rule": name, "target": "torch (rate)",
                      "local": "yes" if verdicts[name] else "no",
                      "test acc %": f"{res.test_accuracy:.2f}", "seconds": f"{res.seconds:.1f}",
                      "note": f"update vs BP gradient, layer 1: {angle:.1f} deg"})
-    for stage in EXTRA_STAGES:
-        rows += stage(quick)
+    for stage in [*EXTRA_STAGES, conversion_stage]:
+        rows += stage(quick, context)
+    shutil.rmtree(workdir, ignore_errors=True)
     print("\n== results ==")
     print(_table(rows))
     print(f"\n(total {time.perf_counter() - t_start:.0f} s; full figures: make bench)")
     sys.stdout.flush()
     return 0
+
+
+def conversion_stage(quick: bool, context: dict) -> list[dict]:
+    """Convert the FA-trained rate network to a spiking one and run it on every target."""
+    from .converters.api import convert
+
+    ckpt = context["checkpoints"].get("fa")
+    if ckpt is None:
+        return []
+    print("\n== 3. convert the FA-trained network to spiking IF neurons (T=32) ==")
+    rows = []
+    plan = (("snntorch", 200 if quick else 1000), ("lava", 20 if quick else 100),
+            ("brian2", 10 if quick else 50))
+    for target, n_eval in plan:
+        res = convert(str(ckpt), timesteps=32, target=target, n_eval=n_eval)
+        ann, snn = 100 * res.ann_accuracy, 100 * res.snn_accuracy
+        print(f"  {target}: ANN {ann:.1f}% -> SNN {snn:.1f}% on "
+              f"{n_eval} test images, {res.synops_per_inference:.0f} synops/inference")
+        rows.append({"stage": "convert", "rule": "fa", "target": target + (
+            " fixed_pt" if target == "lava" else ""), "local": "yes",
+            "test acc %": f"{snn:.2f}", "seconds": f"{res.seconds:.1f}",
+            "note": f"ANN {ann:.2f}% on the same {n_eval} images, T=32"})
+    return rows

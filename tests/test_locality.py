@@ -129,3 +129,12 @@ def test_cli_exit_codes_and_json(tmp_path):
     unusable = _cli("check", str(broken))
     assert unusable.returncode == 2 and "broken.rule:2" in unusable.stderr
     assert _cli("check", "no-such-rule").returncode == 2
+
+
+def test_builtin_rules_doc_page_is_current():
+    from pathlib import Path
+
+    from neurolocal.cli import rules_markdown
+    page = Path(__file__).resolve().parent.parent / "docs" / "rules-builtin.md"
+    assert page.read_text() == rules_markdown(), \
+        "regenerate: neurolocal rules --markdown > docs/rules-builtin.md"
