@@ -28,7 +28,14 @@ class ExprPrinter(StrPrinter):
         return f"{self.functions[name]}({', '.join(self._print(a) for a in args)})"
 
     def _print_Function(self, expr) -> str:
+        if type(expr).__name__ == "slow":  # sympy prints undefined functions here
+            return self._print_slow(expr)
         return self._call(type(expr).__name__.lower(), expr.args)
+
+    def _print_slow(self, expr) -> str:
+        from neurolocal.errors import LoweringError
+        raise LoweringError(f"slow({Ref.of(expr.args[0])}): this target has no low-pass "
+                            "(slow part) of a compartment")
 
     def _print_exp(self, expr) -> str:
         return self._call("exp", expr.args)
@@ -99,3 +106,8 @@ class ArrayPrinter(ExprPrinter):
             return f"g[{ref.name!r}]"
         key = ref.name if ref.phase is None else f"{ref.name}@{ref.phase}"
         return f"{self.names[ref.scope]}[{key!r}]"
+
+    def _print_slow(self, expr) -> str:
+        ref = Ref.of(expr.args[0])
+        key = ref.name if ref.phase is None else f"{ref.name}@{ref.phase}"
+        return f"slow({self.names[ref.scope]}, {key!r})"

@@ -15,8 +15,15 @@ from neurolocal.rule import Rule
 COMPILERS = {
     "numpy": "rate",
     "torch": "rate",
+    "snntorch": "snntorch_target",
+    "brian2": "brian2_target",
+    "lava": "lava_target",
 }
-SPIKING_TRAINERS: dict[str, str] = {}
+SPIKING_TRAINERS: dict[str, str] = {
+    "snntorch": "snntorch_target",
+    "brian2": "brian2_target",
+    "lava": "lava_target",
+}
 
 
 def available() -> list[str]:

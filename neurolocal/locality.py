@@ -86,6 +86,10 @@ class LocalityReport:
     neurons: list[dict]
     terms: list[TermReport]
     notes: list[str]
+    #: every signal that travels from one neuron to another, and through what
+    crossings: list[dict] = field(default_factory=list)
+    #: private noise sources (they never leave their neuron)
+    noise: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +110,12 @@ class LocalityReport:
                 for p in self.phases))
         else:
             out.append("phases: none (forward sweep and error delivery only)")
+        for c in self.crossings:
+            mark = "" if c["local"] else "  <-- NOT LOCAL"
+            out.append(f"crosses neurons: {c['signal']} ({c['from']}) -> {c['to']} via "
+                       f"{c['via']}{mark}")
+        for nz in self.noise:
+            out.append(f"noise {nz['name']}: {nz['note']}")
         for fb in self.feedback:
             learned = " (learned)" if fb.learned else ""
             verdict = "ok" if fb.local else "NOT LOCAL"
@@ -113,7 +123,8 @@ class LocalityReport:
                        f"{learned}  [{verdict}]")
             out.append(f"    {fb.note}")
         for eq in self.neurons:
-            out.append(f"{eq['where']} {eq['target']} = {eq['text']}")
+            during = f" during {eq['phase']}" if eq.get("phase") else ""
+            out.append(f"{eq['where']} {eq['target']}{during} = {eq['text']}")
             for r in eq["reads"]:
                 out.append(f"    {r['symbol']:<18} {r['origin']}")
         current = None
@@ -145,8 +156,11 @@ class _Checker:
         self.violations: list[Violation] = []
         self.used_phases: dict[str, str] = {}
         defined = [e.target for e in rule.neuron]
-        self.eqs = {e.target: e for e in rule.neuron}
-        self.out_eqs = {e.target: e for e in rule.output}
+        self.eqs = {e.target: e for e in rule.neuron if e.phase is None}
+        self.out_eqs = {e.target: e for e in rule.output if e.phase is None}
+        #: dynamic equations (``during`` a relax phase), by (hidden/output, target)
+        self.dyn = {(e.where == "output", e.target): e for e in rule.neuron + rule.output
+                    if e.phase is not None}
         self.defined = defined
         self.fb_local: dict[str, bool] = {}
 
@@ -168,21 +182,34 @@ class _Checker:
         """Feedback projections whose signal reaches compartment ``comp`` of a neuron."""
         eqs = self.out_eqs if output else self.eqs
         via = [fb.name for fb in self.rule.feedback.values()
-               if fb.target == comp and not output]
-        if comp in eqs and comp not in seen:
-            for ref in refs_in(eqs[comp].expr):
-                if ref.scope == "self":
-                    via += self.carriers(ref.name, output, seen | {comp})
+               if fb.target == comp and (fb.source.scope == "prev" or not output)]
+        exprs = [eqs[comp].expr] if comp in eqs else []
+        if (output, comp) in self.dyn:
+            exprs.append(self.dyn[(output, comp)].expr)
+        if comp not in seen:
+            for expr in exprs:
+                for ref in refs_in(expr):
+                    if ref.scope == "self":
+                        via += self.carriers(ref.name, output, seen | {comp})
         return sorted(set(via))
 
     def compartment_origin(self, comp: str, output: bool | None) -> str:
         """Where a compartment's value comes from; ``output=None``: hidden and output."""
         def one(eqs, is_out):
+            if comp in self.rule.noise:
+                nz = self.rule.noise[comp]
+                return (f"{comp}: this neuron's private noise N(0, {nz.sigma:g}^2), always on, "
+                        f"added to its {nz.into}")
+            if (is_out, comp) in self.dyn:
+                dyn = self.dyn[(is_out, comp)]
+                start = f", starting at {eqs[comp].text}" if comp in eqs else ", starting at 0"
+                return f"{comp} relaxes during {dyn.phase}: d{comp}/dt = {dyn.text}{start}"
             if comp in eqs:
                 return f"{comp} = {eqs[comp].text}"
-            fbs = [fb.name for fb in self.rule.feedback.values() if fb.target == comp]
-            if fbs and not is_out:
-                return f"{comp}, fed by feedback {', '.join(fbs)}"
+            fbs = [fb.name for fb in self.rule.feedback.values() if fb.target == comp
+                   and (fb.source.scope == "prev" or not is_out)]
+            if fbs:
+                return f"{comp}, fed by projection {', '.join(fbs)}"
             return f"{comp}: {NEURON_COMPARTMENTS.get(comp, 'compartment')}"
         if output is None:
             hidden, out = one(self.eqs, False), one(self.out_eqs, True)
@@ -193,6 +220,14 @@ class _Checker:
         out = []
         for eq in self.rule.neuron + self.rule.output:
             where = f"{eq.where} equation {eq.target} (line {eq.line})"
+            if eq.phase is not None:
+                where = f"{eq.where} equation {eq.target} during {eq.phase} (line {eq.line})"
+                self.used_phases.setdefault(eq.phase, where)
+                if eq.phase not in self.rule.phases:
+                    self.violate("undeclared-phase", where, eq.phase,
+                                 f"the equation runs during phase {eq.phase!r}, which the rule "
+                                 f"does not declare; add 'phase {eq.phase} = relax(steps=..., "
+                                 "rate=...)'")
             reads = []
             for ref in refs_in(eq.expr):
                 local, origin = True, ""
@@ -213,7 +248,7 @@ class _Checker:
                     local = self.phase_ref(ref.phase, where, str(ref)) and local
                 reads.append({"symbol": str(ref), "origin": origin, "local": local})
             out.append({"where": eq.where, "target": eq.target, "text": eq.text,
-                        "reads": reads})
+                        "phase": eq.phase, "reads": reads})
         return out
 
     def global_read(self, ref: Ref, where: str) -> tuple[bool, str]:
@@ -233,7 +268,17 @@ class _Checker:
             before = len(self.violations)
             notes = [f"carries {fb.source} from another layer to compartment {fb.target} "
                      f"through its own synapses"]
-            self.scan_weights(fb.weights, fb, where, under_sign=False)
+            if fb.source.scope == "prev":
+                # parser: prev.X only 'via W', the forward synapses into this layer themselves
+                notes = [f"carries {fb.source} from the layer below to compartment {fb.target} "
+                         f"through the forward synapses {FORWARD} themselves: each synapse "
+                         "reads only its own weight (one synapse, two signals)"]
+            elif fb.source.scope == "lateral":
+                notes = [f"carries {fb.source} of the other neurons of the same layer to "
+                         f"compartment {fb.target} through its own (lateral) synapses"]
+                self.scan_weights(fb.weights, fb, where, under_sign=False)
+            else:
+                self.scan_weights(fb.weights, fb, where, under_sign=False)
             if any(isinstance(n, sympy.Symbol) and n.name == "resample"
                    for n in sympy.preorder_traversal(fb.weights)):
                 notes.append("weights redrawn every batch (needs a local noise source)")
@@ -325,6 +370,18 @@ class _Checker:
             local = self.phase_ref(ref.phase, where, str(ref)) and local
         return Read(str(ref), origin, local, via)
 
+    def crossings(self) -> list[dict]:
+        """Every signal that leaves one neuron for another, and the synapses it travels by."""
+        out = [{"signal": "r", "from": "each neuron of the layer below",
+                "to": "a (somatic drive)", "via": f"{FORWARD} (forward synapses)", "local": True}]
+        where = {"next": "the layer above", "output": "the output layer",
+                 "prev": "the layer below", "lateral": "the same layer"}
+        for fb in self.rule.feedback.values():
+            out.append({"signal": str(fb.source), "from": where[fb.source.scope],
+                        "to": fb.target, "via": f"{fb.name} = {fb.weights_text}",
+                        "local": self.fb_local.get(fb.name, True)})
+        return out
+
     def phases(self) -> list[dict]:
         out = []
         for name, ph in self.rule.phases.items():
@@ -353,8 +410,12 @@ def check_locality(rule: Rule) -> LocalityReport:
     for fb in rule.feedback.values():
         if not rule.is_learned(fb.name) and fb.name in {u.projection for u in rule.updates}:
             notes.append(f"feedback {fb.name} has updates but no dw: its weights stay fixed")
+    noise = [{"name": nz.name, "sigma": nz.sigma, "into": nz.into,
+              "note": f"private N(0, {nz.sigma:g}^2) of each hidden neuron, added to its "
+                      f"{nz.into} while learning; never leaves the neuron (no phase: always on)"}
+             for nz in rule.noise.values()]
     return LocalityReport(rule.name, rule.description, not c.violations, c.violations,
-                          c.phases(), feedback, neurons, terms, notes)
+                          c.phases(), feedback, neurons, terms, notes, c.crossings(), noise)
 
 
 def require_local(rule: Rule) -> LocalityReport:

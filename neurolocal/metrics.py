@@ -27,6 +27,8 @@ def feedback_angles(program) -> dict[str, float]:
     """
     net, out = program.net, {}
     for fb in net.rule.feedback.values():
+        if fb.source.scope not in ("next", "output"):
+            continue  # lateral / forward-direction projections stand in for no backprop path
         for layer in range(1, net.depth):
             b = program._np(program.feedback_matrix(fb, layer))
             path = program._np(program.state[FORWARD][layer + 1]["w"][:, :-1])
@@ -72,3 +74,53 @@ def update_angles(program, x, y) -> dict[str, float]:
     grads = backprop_gradients(program, x, y)
     return {f"W{k}": angle_degrees(program._np(ups[(FORWARD, k)]["w"]), -grads[k - 1])
             for k in range(1, program.net.depth + 1)}
+
+
+def activation_gradients(program, x, y) -> list[np.ndarray]:
+    """Exact dL/dr_l of the summed cross-entropy for each hidden layer l = 1..L-1 (per sample).
+
+    By torch autograd, independently of any rule: what activation relaxation's relaxed
+    activations should reach.
+    """
+    import torch
+
+    net = program.net
+    h = torch.as_tensor(np.array(program._np(program._to(x)), dtype=np.float64))
+    acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+            "linear": lambda z: z}
+    hidden = []
+    for k in range(1, net.depth + 1):
+        w = torch.as_tensor(program._np(program.state[FORWARD][k]["w"]), dtype=torch.float64)
+        a = h @ w[:, :-1].T + w[:, -1]
+        if k == net.depth:
+            h = a
+            break
+        h = acts[net.hidden_activation](a)
+        if not hidden:
+            h = h.detach().requires_grad_(True)  # nothing below the first hidden layer matters
+        hidden.append(h)
+    y = torch.as_tensor(np.array(y, dtype=np.int64))
+    if net.output_activation == "softmax":
+        loss = torch.nn.functional.cross_entropy(h, y, reduction="sum")
+    else:
+        onehot = torch.nn.functional.one_hot(y, net.sizes[-1]).to(torch.float64)
+        loss = 0.5 * ((acts[net.output_activation](h) - onehot) ** 2).sum()
+    grads = torch.autograd.grad(loss, hidden) if hidden else []
+    return [g.numpy() for g in grads]
+
+
+def relaxed_cosines(program, x, y, compartment: str = "x") -> dict[str, float]:
+    """Cosine similarity, per hidden layer, between a relaxed compartment and dL/dr_l.
+
+    ``compartment`` is what the rule relaxes towards the gradient (activation relaxation's
+    ``x``). The sign is free: a rule may relax towards -dL/dr (predictive coding's errors).
+    """
+    onehot = np.eye(program.net.sizes[-1], dtype=np.float32)[np.asarray(y)]
+    comps = program.errors(program.forward(x), program._to(onehot))
+    out = {}
+    for layer, g in enumerate(activation_gradients(program, x, y), start=1):
+        v = program._np(comps[layer][compartment]).astype(np.float64).ravel()
+        g = g.ravel()
+        denom = np.linalg.norm(v) * np.linalg.norm(g)
+        out[f"{compartment}{layer}"] = float(v @ g / denom) if denom else 0.0
+    return out

@@ -50,7 +50,9 @@ class Network:
         return [Population(n, s, a) for n, s, a in zip(names, self.sizes, acts)]
 
     def feedback_source_size(self, fb: FeedbackDecl, layer: int) -> int:
-        return self.sizes[layer + 1] if fb.source.scope == "next" else self.sizes[-1]
+        scope = fb.source.scope
+        return {"next": self.sizes[layer + 1], "lateral": self.sizes[layer],
+                "prev": self.sizes[layer - 1]}.get(scope, self.sizes[-1])
 
     def weights(self, layer: int) -> np.ndarray:
         """Forward weights into ``layer`` without the bias column."""
@@ -92,6 +94,8 @@ def build_mlp(sizes: list[int], rule: Rule, *, hidden_activation: str = "relu",
             net.state[FORWARD][layer][var] = np.zeros_like(w)
     for name, fb in rule.feedback.items():
         net.state[name] = {}
+        if fb.source.scope == "prev":
+            continue  # the forward synapses themselves carry it: no state of its own
         density = _sparse_density(fb.weights)
         for layer in range(1, net.depth):
             n_src = net.feedback_source_size(fb, layer)

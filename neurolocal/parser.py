@@ -217,6 +217,10 @@ class _Parser:
             if fname == "transpose":
                 return sympy.Function("transpose")(args[0])
             return {"sign": sympy.sign, "abs": sympy.Abs}[fname](args[0])
+        if fname == "slow" and not (isinstance(args[0], sympy.Symbol)
+                                    and "__" in args[0].name):
+            raise self.error("slow() takes one compartment, e.g. slow(post.delta) or slow(a)",
+                             name_tok)
         try:
             value = sympy_function(fname, args)
         except (ValueError, TypeError, ZeroDivisionError) as exc:

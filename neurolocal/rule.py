@@ -61,12 +61,32 @@ class FeedbackDecl:
 
 @dataclass(frozen=True)
 class Equation:
-    """A neuron compartment equation, ``target = expr`` (hidden or output neurons)."""
+    """A neuron compartment equation, ``target = expr`` (hidden or output neurons).
+
+    With ``phase`` (``neuron x during settle = expr``) the equation is a dynamic one: in
+    that relax phase ``expr`` is the compartment's rate of change, dx/dt = expr.
+    """
 
     target: str
     expr: sympy.Expr
     text: str
     where: str = "neuron"  # "neuron" (hidden) or "output"
+    line: int = 0
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class NoiseDecl:
+    """A private noise source of every hidden neuron, always on while learning.
+
+    ``noise xi = normal(sigma=s) -> r``: each hidden neuron draws xi ~ N(0, s^2) afresh
+    for every sample and adds it to its compartment ``into`` (``r`` or ``a``) in the
+    forward sweep; ``xi`` is a compartment of that neuron.
+    """
+
+    name: str
+    sigma: float
+    into: str
     line: int = 0
 
 
@@ -99,6 +119,7 @@ class Rule:
     neuron: list[Equation] = field(default_factory=list)
     output: list[Equation] = field(default_factory=list)
     updates: list[Update] = field(default_factory=list)
+    noise: dict[str, NoiseDecl] = field(default_factory=dict)
     text: str = ""
     source: str = "<rule>"
 
@@ -119,6 +140,29 @@ class Rule:
 
     def is_learned(self, projection: str) -> bool:
         return any(u.projection == projection and u.var == "w" for u in self.updates)
+
+    def features(self) -> dict[str, list[str]]:
+        """What the rule needs from an executor beyond a forward sweep and error delivery.
+
+        Keys (present only when used): ``relax`` (relax phases with dynamic equations),
+        ``noise-phase`` (noise phases), ``hold`` (held values), ``noise-source`` (private
+        always-on noise), ``forward-multiplex`` (a projection from ``prev`` through the
+        forward synapses ``W``), ``lateral`` (projections within a layer), ``output-feedback``
+        (projections from the output layer, as in DFA). A lowering that lacks one raises a
+        LoweringError naming it.
+        """
+        out: dict[str, list[str]] = {}
+        for name, ph in self.phases.items():
+            kind = {"noise": "noise-phase"}.get(ph.kind, ph.kind)
+            out.setdefault(kind, []).append(name)
+        if self.noise:
+            out["noise-source"] = list(self.noise)
+        for fb in self.feedback.values():
+            kind = {"prev": "forward-multiplex", "lateral": "lateral",
+                    "output": "output-feedback"}.get(fb.source.scope)
+            if kind:
+                out.setdefault(kind, []).append(fb.name)
+        return out
 
     def scalar_globals(self) -> dict[str, float]:
         return {g.name: float(g.value) for g in self.globals.values()

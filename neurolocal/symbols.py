@@ -15,8 +15,9 @@ import sympy
 
 #: Scopes a synaptic update may read.
 SYNAPSE_SCOPES = ("pre", "post", "syn", "glob")
-#: Scopes that name a neuron other than the two ends of the synapse.
-OTHER_NEURON_SCOPES = ("next", "prev", "output", "input")
+#: Scopes that name a neuron other than the two ends of the synapse (``lateral``: another
+#: neuron of the same layer).
+OTHER_NEURON_SCOPES = ("next", "prev", "output", "input", "lateral")
 ALL_SCOPES = SYNAPSE_SCOPES + OTHER_NEURON_SCOPES
 
 #: Compartments every neuron has. Rules may add their own with ``neuron NAME = ...``.
@@ -24,6 +25,8 @@ NEURON_COMPARTMENTS: dict[str, str] = {
     "r": "output rate (spiking mode: the neuron's filtered spike train)",
     "a": "somatic drive / pre-activation (spiking mode: membrane potential)",
     "dphi": "derivative of the neuron's nonlinearity at its drive (spiking: surrogate derivative)",
+    "abar": "slow part of the drive, slow(a): what a low-pass filter of a converges to (rate "
+            "mode: the drive without the rule's private noise sources; a when it has none)",
     "err": "error compartment: a dendritic compartment fed by feedback synapses",
     "target": "teaching input; exists at output neurons only",
     "s": "spike output (rate mode: the rate)",
@@ -40,8 +43,12 @@ AXON_SIGNALS = frozenset({"r", "s", "x1", "x2"})
 #: Functions allowed in expressions (name -> arity).
 FUNCTIONS: dict[str, int] = {
     "exp": 1, "log": 1, "tanh": 1, "sigmoid": 1, "relu": 1, "step": 1,
-    "sign": 1, "abs": 1, "sqrt": 1, "min": 2, "max": 2,
+    "sign": 1, "abs": 1, "sqrt": 1, "min": 2, "max": 2, "slow": 1,
 }
+#: ``slow(X)``: the slow part of compartment X, what a long low-pass filter of it converges
+#: to. Rate mode: X's value in the same sweep without the rule's private noise sources
+#: (``noise`` statements); X itself when the rule has none.
+SLOW = "slow"
 
 #: Names and functions of the feedback-weight language (``feedback B = ... via WEXPR``).
 WEIGHT_LEAVES: dict[str, str] = {
@@ -92,6 +99,8 @@ def sympy_function(name: str, args: list[sympy.Expr]) -> sympy.Expr:
     }
     if name in table:
         return table[name](x)
+    if name == "slow":
+        return sympy.Function("slow")(x)
     if name == "sigmoid":
         return 1 / (1 + sympy.exp(-x))
     if name == "relu":

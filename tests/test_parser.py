@@ -59,7 +59,7 @@ def test_eligibility_read_before_its_update_is_in_scope():
     ("global lr = 1\n", 1, 1, "expected a 'rule NAME' statement"),
     ("rule x\nphase p = relax(steps=3)\n", 2, 11, "needs rate"),
     ("rule x\nglobal lr = 1\non W: dw = lr * 2 ** 1000\n", 3, 19, "exponent out of range"),
-    ("rule x\nglobal lr = 1\non W: dw = lr * log(0)\n", 3, 17, "infinite or undefined"),
+    ("rule x\nglobal lr = 1\non W: dw = lr * log(0)\n", 3, 17, "infinite, complex or undefined"),
 ])
 def test_syntax_errors_name_line_column_and_expectation(text, line, col, fragment):
     with pytest.raises(RuleSyntaxError) as err:

@@ -10,7 +10,7 @@ from neurolocal.hardware.rate import Optimiser, RateProgram, generate_rate_sourc
 from neurolocal.metrics import backprop_gradients, feedback_angles
 from neurolocal.rule import FORWARD
 
-NONLOCAL = {"bp", "usf", "brsf", "frsf"}
+NONLOCAL = {"bp", "usf", "brsf", "frsf", "ar-exact"}
 
 
 def _batches(n_steps, sizes, seed=0, batch=16):
