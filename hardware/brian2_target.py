@@ -18,6 +18,7 @@ the epoch clock.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -640,7 +641,7 @@ class Brian2Runner:
 # Training (CLI)
 
 
-def train_from_args(args) -> dict:
+def train_from_args(args: argparse.Namespace) -> dict:
     """``neurolocal train --spiking --target brian2``: online training (batch size 1)."""
     from neurolocal.data import load_dataset
 

@@ -12,6 +12,7 @@ averaged over the batch, as in rate mode (batch size 1 is strictly online learni
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from typing import Any
@@ -27,6 +28,7 @@ from neurolocal.symbols import AXON_SIGNALS
 from .arrayops import torch_ops
 from .codegen import ArrayPrinter
 from .spiking import (
+    FeedbackPlan,
     SpikingConfig,
     SpikingProgram,
     describe_program,
@@ -237,7 +239,7 @@ class SnnTorchProgram:
         return self.net
 
     # -- dynamics -------------------------------------------------------------------
-    def simulate(self, spikes) -> list[dict]:
+    def simulate(self, spikes: Any) -> list[dict]:
         """Run one epoch on input spikes (T, B, n0); raw state of every layer (0 = input)."""
         torch, cfg = self.torch, self.cfg
         spikes = self._to(spikes) if not isinstance(spikes, torch.Tensor) else \
@@ -275,7 +277,7 @@ class SnnTorchProgram:
         return st
 
     # -- epoch program --------------------------------------------------------------
-    def compartments(self, raw: list[dict], target=None) -> list[dict]:
+    def compartments(self, raw: list[dict], target: Any = None) -> list[dict]:
         comps = [self.mod["measure"](st, k) for st, k in zip(raw, self.k, strict=True)]
         if target is None:
             return comps
@@ -290,7 +292,7 @@ class SnnTorchProgram:
             self.mod["hidden_neuron"](comps[layer], self.g)
         return comps
 
-    def feedback_weights(self, fb, layer: int):
+    def feedback_weights(self, fb: FeedbackPlan, layer: int) -> Any:
         if fb.mode == "fixed":
             return self.fixed[(fb.name, layer)]
         if fb.mode == "learned":
@@ -327,7 +329,7 @@ class SnnTorchProgram:
                 else:
                     st[var] += dv
 
-    def run_epoch(self, spikes, target=None, *, learn: bool = True) -> dict:
+    def run_epoch(self, spikes: Any, target: Any = None, *, learn: bool = True) -> dict:
         """One learning epoch on a batch of input spike trains (T, B, n0)."""
         with self.torch.no_grad():
             raw = self.simulate(spikes)
@@ -339,23 +341,23 @@ class SnnTorchProgram:
                 self.apply(incs)
         return {"raw": raw, "comps": comps, "increments": incs}
 
-    def encode(self, x):
+    def encode(self, x: Any) -> Any:
         x = self._to(x) if not isinstance(x, self.torch.Tensor) else x.to(self.device,
                                                                            self.dtype)
         return encode_input(x, self.cfg, seed=self.gen if self.device.type == "cpu" else
                             int(self.torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
 
-    def learn(self, x, target) -> dict:
+    def learn(self, x: Any, target: Any) -> dict:
         """Encode pixels (B, n0) as spikes and run one learning epoch with one-hot targets."""
         return self.run_epoch(self.encode(x), target)
 
-    def scores(self, raw_out: dict):
+    def scores(self, raw_out: dict) -> Any:
         """Output rate, ties broken by the epoch-mean drive (never overrides a count)."""
         t = self.cfg.timesteps
         k = self.k[-1]
         return k["k1"] * raw_out["tr1"] + (0.5 / t) * self.torch.tanh(raw_out["asum"] / k["T"])
 
-    def predict(self, x):
+    def predict(self, x: Any) -> Any:
         """Class scores for pixels (B, n0): one epoch without learning."""
         with self.torch.no_grad():
             raw = self.simulate(self.encode(x))
@@ -375,7 +377,7 @@ def _with_bias(comps: dict, torch) -> dict:
 # Training (CLI)
 
 
-def accuracy(program, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
+def accuracy(program: SnnTorchProgram, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
     correct = 0
     for i in range(0, len(x), batch):
         s = program.predict(x[i:i + batch]).argmax(1).cpu().numpy()
@@ -383,7 +385,7 @@ def accuracy(program, x: np.ndarray, y: np.ndarray, batch: int = 1000) -> float:
     return 100.0 * correct / max(len(x), 1)
 
 
-def spiking_config_from_args(args) -> SpikingConfig:
+def spiking_config_from_args(args: argparse.Namespace) -> SpikingConfig:
     """SpikingConfig from CLI args (``--timesteps``; optimiser sgd/momentum)."""
     opts: dict = {}
     if getattr(args, "timesteps", None) is not None:
@@ -394,7 +396,7 @@ def spiking_config_from_args(args) -> SpikingConfig:
     return SpikingConfig().with_options(**opts)
 
 
-def rule_from_args(args) -> Rule:
+def rule_from_args(args: argparse.Namespace) -> Rule:
     from neurolocal.cli import _parse_set
     from neurolocal.rules import get_rule
 
@@ -457,7 +459,7 @@ def train(rule: Rule, *, dataset: str = "mnist", hidden: tuple[int, ...] = (500,
             "program": prog}
 
 
-def train_from_args(args) -> dict:
+def train_from_args(args: argparse.Namespace) -> dict:
     """``neurolocal train --spiking --target snntorch``: online training, JSON-ready result."""
     rule = rule_from_args(args)
     cfg = spiking_config_from_args(args)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import sympy
@@ -589,7 +590,7 @@ def _feedback_plan(rule: Rule, fb: FeedbackDecl, allow_nonlocal: bool,
                         fb.weights, fb.weights_text, fb.line)
 
 
-def feedback_matrix(plan: FeedbackPlan, stored, w_next=None, xp=np):
+def feedback_matrix(plan: FeedbackPlan, stored: Any, w_next: Any = None, xp: Any = np) -> Any:
     """The weights of ``plan`` as its expression defines them (n_target x n_source).
 
     ``stored``: the projection's stored matrix (the ``random`` draw, sparsity applied);
@@ -643,7 +644,7 @@ def feedback_matrix(plan: FeedbackPlan, stored, w_next=None, xp=np):
 # Input encoding
 
 
-def encode_input(x, config: SpikingConfig, *, seed=None):
+def encode_input(x: Any, config: SpikingConfig, *, seed: Any = None) -> Any:
     """Pixels in [0, 1], shape (B, n) -> input spikes (T, B, n) (numpy or torch, like ``x``).
 
     ``poisson``: Bernoulli per step with probability ``input_rate * x``
