@@ -18,8 +18,8 @@ class ExprPrinter(StrPrinter):
 
     functions: dict[str, str] = {}
 
-    def symbol(self, ref: Ref) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def symbol(self, ref: Ref) -> str:  # pragma: no cover - subclasses spell symbols
+        raise TypeError(f"{type(self).__name__} must define how a scoped symbol is spelled")
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         return self.symbol(Ref.of(expr))
