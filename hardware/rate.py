@@ -19,6 +19,7 @@ import numpy as np
 import sympy
 
 from neurolocal.errors import LoweringError, RuleError
+from neurolocal.feedback_weights import evaluate_weights
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl, Rule
 from neurolocal.symbols import AXON_SIGNALS
@@ -389,50 +390,16 @@ class RateProgram:
             return self.state[FORWARD][layer]["w"][:, :-1]  # the forward synapses themselves
         stored = self.state[fb.name][layer]["w"]
 
-        def ev(e):
-            if isinstance(e, sympy.Symbol):
-                if e.name == "random":
-                    return stored
-                if e.name == "resample":
-                    return self._uniform(stored.shape, 1.0 / math.sqrt(stored.shape[1]))
-                if e.name == FORWARD:
-                    if fb.source.scope != "next":
-                        raise LoweringError(
-                            f"feedback {fb.name}: 'W' means the forward weights of the source "
-                            "layer, which only exists for feedback from next.<compartment>")
-                    return self.state[FORWARD][layer + 1]["w"][:, :-1]
-            if e.is_Number:
-                return float(e)
-            name = type(e).__name__
-            if name == "transpose":
-                return ev(e.args[0]).T
-            if name == "sparse":
-                return stored
-            if name == "sign":
-                return self.xp.sign(ev(e.args[0]))
-            if name == "Abs":
-                return self.xp.abs(ev(e.args[0]))
-            if isinstance(e, sympy.Mul):
-                out = 1.0
-                for a in e.args:
-                    out = out * ev(a)
-                return out
-            if isinstance(e, sympy.Add):
-                out = 0.0
-                for a in e.args:
-                    out = out + ev(a)
-                return out
-            raise LoweringError(f"feedback {fb.name}: cannot evaluate {e} in rate mode")
-
         if self.rule.is_learned(fb.name):
             return stored
-        value = ev(fb.weights)
-        if tuple(value.shape) != tuple(stored.shape):
-            raise LoweringError(
-                f"feedback {fb.name} = {fb.weights_text} has shape {tuple(value.shape)} but "
-                f"must map {stored.shape[1]} source neurons to {stored.shape[0]} targets; "
-                "did you mean transpose(W)?")
-        return value
+        forward = None
+        if fb.source.scope == "next":
+            def forward():
+                return self.state[FORWARD][layer + 1]["w"][:, :-1]
+        return evaluate_weights(
+            fb.weights, name=fb.name, text=fb.weights_text, stored=stored, xp=self.xp,
+            forward=forward, where="in rate mode",
+            resample=lambda: self._uniform(stored.shape, 1.0 / math.sqrt(stored.shape[1])))
 
     def errors(self, comps: list[dict], target) -> list[dict]:
         """Deliver the teaching signal and the feedback: fills err and the neuron equations.

@@ -50,6 +50,7 @@ import numpy as np
 import sympy
 
 from neurolocal.errors import LoweringError
+from neurolocal.feedback_weights import evaluate_weights
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl, Rule
 from neurolocal.symbols import AXON_SIGNALS, OTHER_NEURON_SCOPES, Ref, pretty, refs_in
@@ -600,44 +601,9 @@ def feedback_matrix(plan: FeedbackPlan, stored: Any, w_next: Any = None, xp: Any
     if plan.mode == "learned":
         return stored
 
-    def ev(e):
-        if isinstance(e, sympy.Symbol):
-            if e.name == "random":
-                return stored
-            if e.name == FORWARD:
-                if w_next is None:
-                    raise LoweringError(f"feedback {plan.name}: tied to W but no forward "
-                                        "weights were given")
-                return w_next
-        if e.is_Number:
-            return float(e)
-        fname = type(e).__name__
-        if fname == "transpose":
-            return ev(e.args[0]).T
-        if fname == "sparse":
-            return stored
-        if fname == "sign":
-            return xp.sign(ev(e.args[0]))
-        if fname == "Abs":
-            return xp.abs(ev(e.args[0]))
-        if isinstance(e, sympy.Mul):
-            out = 1.0
-            for a in e.args:
-                out = out * ev(a)
-            return out
-        if isinstance(e, sympy.Add):
-            out = 0.0
-            for a in e.args:
-                out = out + ev(a)
-            return out
-        raise LoweringError(f"feedback {plan.name}: cannot evaluate {e} on a spiking target")
-
-    value = ev(plan.weights)
-    if tuple(value.shape) != tuple(stored.shape):
-        raise LoweringError(f"feedback {plan.name} = {plan.text} has shape "
-                            f"{tuple(value.shape)} but must map {stored.shape[1]} source "
-                            f"neurons to {stored.shape[0]} targets; did you mean transpose(W)?")
-    return value
+    return evaluate_weights(
+        plan.weights, name=plan.name, text=plan.text, stored=stored, xp=xp,
+        forward=None if w_next is None else (lambda: w_next), where="on a spiking target")
 
 
 # --------------------------------------------------------------------------------------
