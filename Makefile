@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.neurolocal-installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench bench-quick lint clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -23,8 +23,23 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# every benchmark table of docs/benchmarks.md (hours on 2 CPU cores; results/*.json)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/rate_rules.py
+	$(BIN)/python benchmarks/rate_rules.py --threads 1
+	$(BIN)/python benchmarks/extra_rules.py --epochs 20
+	$(BIN)/python benchmarks/fa_analysis.py
+	$(BIN)/python benchmarks/spiking.py --json benchmarks/results/spiking.json
+	$(BIN)/python -m neurolocal.hardware.lava_target dfa
+	$(BIN)/python -m neurolocal.hardware.lava_target throughput --repeats 5
+	$(BIN)/python benchmarks/conversion.py
+
+# the same scripts at smoke-test sizes (minutes): do they run?
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/rate_rules.py --epochs 1 --rules bp fa --out /tmp/nl-rate-quick.json
+	$(BIN)/python benchmarks/extra_rules.py --epochs 1 --rules ar pc --limit 5000 \
+		--out /tmp/nl-extra-quick.json --plot /tmp/nl-extra-quick.png
+	$(BIN)/python benchmarks/spiking.py --quick
+	$(BIN)/python benchmarks/conversion.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -155,28 +155,30 @@ def handwritten_snntorch(w1, w2, bfb, xs, ys, cfg, lr, batch, gen):
         for i in range(0, len(xs), batch):
             x, y = xs[i:i + batch], ys[i:i + batch]
             n = len(x)
-            s_in = (torch.rand((t_steps, *x.shape), generator=gen) < x).float()
+            s_in = (torch.rand((t_steps, *x.shape), generator=gen) < x).to(x.dtype)
             mem1 = lif1.reset_mem()
             mem2 = lif2.reset_mem()
             s0_prev = torch.zeros_like(x)
-            s1_prev = torch.zeros(n, w1.shape[0])
-            c1 = torch.zeros(n, w1.shape[0])
-            c2 = torch.zeros(n, w2.shape[0])
-            a1 = torch.zeros(n, w1.shape[0])
+            s1_prev = torch.zeros(n, w1.shape[0], dtype=x.dtype)
+            c1 = torch.zeros(n, w1.shape[0], dtype=x.dtype)
+            c2 = torch.zeros(n, w2.shape[0], dtype=x.dtype)
+            a1 = torch.zeros(n, w1.shape[0], dtype=x.dtype)
             for t in range(t_steps):
                 i1 = s0_prev @ w1[:, :-1].T + w1[:, -1]
-                i2 = s1_prev @ w2[:, :-1].T + w2[:, -1]
+                i2 = s1_prev @ w2[:, :-1].T + (w2[:, -1] if t >= 1 else 0.0)  # bias window
                 s1, mem1 = lif1(i1, mem1)
                 s2, mem2 = lif2(i2, mem2)
-                a1 += i1
+                if t >= 1:  # layer 1's window: steps 1 .. T-1
+                    a1 += i1
                 c1 += s1
                 c2 += s2
-                s0_prev, s1_prev = s_in[t], s1
+                s0_prev, s1_prev = s_in[t], s1.to(x.dtype)
             events += float(s_in.sum()) * w1.shape[0] + float(c1.sum()) * w2.shape[0]
-            r0, r1, r2 = s_in.mean(0), c1 / t_steps, c2 / t_steps
+            # rates over each layer's window (T - layer steps)
+            r0, r1, r2 = s_in.mean(0), c1 / (t_steps - 1), c2 / (t_steps - 2)
             err = r2 - y
-            d1 = (err @ bfb.T) * (c1 > 0) * (a1 / t_steps < 1.0)
-            one = torch.ones(n, 1)
+            d1 = (err @ bfb.T) * (c1 > 0) * (a1 / (t_steps - 1) < 1.0)
+            one = torch.ones(n, 1, dtype=x.dtype)
             w2 -= lr / n * err.T @ torch.cat([r1, one], 1)
             w1 -= lr / n * d1.T @ torch.cat([r0, one], 1)
     return events
@@ -198,23 +200,29 @@ def handwritten_brian2(w1, w2, bfb, cfg, lr, codegen):
     _set_prefs(codegen)
     del prefs
     t_ep = cfg.timesteps * ms
-    ns = {"T": float(cfg.timesteps), "lr": float(lr)}
+    # T0, T1, T2: the windows of the input, hidden and output layers (T - layer steps)
+    ns = {"T0": float(cfg.timesteps), "T1": float(cfg.timesteps - 1),
+          "T2": float(cfg.timesteps - 2), "lr": float(lr)}
     h, o = w1.shape[0], w2.shape[0]
     inp = NeuronGroup(784, "p : 1\ncnt : 1", threshold="rand() < p", reset="cnt += 1",
                       name="hw_in", dt=1 * ms, namespace=ns)
-    hid = NeuronGroup(h, "v : 1\nI : 1\nb : 1\ncnt : 1\nasum : 1\nerr : 1",
+    hid = NeuronGroup(h, "v : 1\nI : 1\nb : 1\ncnt : 1\nasum : 1\nerr : 1\nage : 1 (shared)",
                       threshold="v > 1", reset="v = 0\ncnt += 1", name="hw_hid", dt=1 * ms,
                       namespace=ns)
-    out = NeuronGroup(o, "v : 1\nI : 1\nb : 1\ncnt : 1\ntarget : 1", threshold="v > 1",
+    out = NeuronGroup(o, "v : 1\nI : 1\nb : 1\ncnt : 1\ntarget : 1\nage : 1 (shared)",
+                      threshold="v > 1",
                       reset="v = 0\ncnt += 1", name="hw_out", dt=1 * ms, namespace=ns)
-    for g in (hid, out):
-        g.run_regularly("v = v + I + b\nI = 0", when="groups", name=f"{g.name}_step")
-    hid.run_regularly("asum += I + b", when="before_groups", name="hw_hid_asum")
+    # age = sample step + 1; the output's bias neuron (in the hidden layer) fires from step 1,
+    # the hidden drive is averaged over its window (steps 1 .. T-1)
+    hid.run_regularly("age += 1\nv = v + I + b\nasum += (I + b)*int(age > 1)\nI = 0",
+                      when="groups", name="hw_hid_step")
+    out.run_regularly("age += 1\nv = v + I + b*int(age >= 2)\nI = 0", when="groups",
+                      name="hw_out_step")
     s1 = Synapses(inp, hid, "w : 1", on_pre="I_post += w", name="hw_w1", dt=1 * ms,
                   namespace=ns)
     s2 = Synapses(hid, out, "w : 1", on_pre="I_post += w", name="hw_w2", dt=1 * ms,
                   namespace=ns)
-    fb = Synapses(out, hid, "w : 1\nerr_post = w*(cnt_pre/T - target_pre) : 1 (summed)",
+    fb = Synapses(out, hid, "w : 1\nerr_post = w*(cnt_pre/T2 - target_pre) : 1 (summed)",
                   name="hw_b", dt=1 * ms, namespace=ns)
     for s in (s1, s2, fb):
         s.connect()
@@ -224,16 +232,16 @@ def handwritten_brian2(w1, w2, bfb, cfg, lr, codegen):
     hid.b, out.b = w1[:, -1], w2[:, -1]
     upd = fb.summed_updaters["err_post"]
     upd.when, upd.order = "end", 1
-    s2.run_regularly("w += -lr*(cnt_post/T - target_post)*cnt_pre/T", dt=t_ep, when="end",
+    s2.run_regularly("w += -lr*(cnt_post/T2 - target_post)*cnt_pre/T1", dt=t_ep, when="end",
                      order=2, name="hw_w2_upd")
-    out.run_regularly("b += -lr*(cnt/T - target)", dt=t_ep, when="end", order=2,
+    out.run_regularly("b += -lr*(cnt/T2 - target)", dt=t_ep, when="end", order=2,
                       name="hw_out_upd")
-    s1.run_regularly("w += -lr*err_post*int(cnt_post > 0)*int(asum_post < T)*cnt_pre/T",
+    s1.run_regularly("w += -lr*err_post*int(cnt_post > 0)*int(asum_post < T1)*cnt_pre/T0",
                      dt=t_ep, when="end", order=2, name="hw_w1_upd")
-    hid.run_regularly("b += -lr*err*int(cnt > 0)*int(asum < T)", dt=t_ep, when="end",
+    hid.run_regularly("b += -lr*err*int(cnt > 0)*int(asum < T1)", dt=t_ep, when="end",
                       order=2, name="hw_hid_upd")
     for g in (inp, hid, out):
-        code = "cnt = 0" + ("" if g is inp else "\nv = 0\nI = 0") + \
+        code = ("" if g is inp else "age = 0\nv = 0\nI = 0\n") + "cnt = 0" + \
             ("\nasum = 0" if g is hid else "")
         g.run_regularly(code, dt=t_ep, when="end", order=3, name=f"{g.name}_reset")
     counters = [SpikeMonitor(inp, record=False, name="hw_c0"),
@@ -258,7 +266,17 @@ def handwritten_brian2(w1, w2, bfb, cfg, lr, codegen):
     def events():
         return float(counters[0].count[:].sum()) * h + float(counters[1].count[:].sum()) * o
 
-    return run, events
+    def weights():
+        """(W1, W2) with the bias as last column, as the network IR stores them."""
+        found = []
+        for syn, grp, shape in ((s1, hid, w1.shape), (s2, out, w2.shape)):
+            w = np.zeros(shape)
+            w[syn.j[:], syn.i[:]] = syn.w[:]
+            w[:, -1] = grp.b[:]
+            found.append(w)
+        return tuple(found)
+
+    return run, events, weights
 
 
 def throughput_section(a, out):
@@ -298,7 +316,7 @@ def throughput_section(a, out):
     # Brian2: build (and compile or load from cache) both, warm up, then time
     runner = Brian2Runner(build_mlp([784, a.hidden, 10], rule, seed=a.seed), cfg,
                           codegen=a.codegen, input_mode="poisson", seed=a.seed)
-    hw_run, hw_events = handwritten_brian2(w1.astype(np.float64), w2.astype(np.float64),
+    hw_run, hw_events, _ = handwritten_brian2(w1.astype(np.float64), w2.astype(np.float64),
                                            bfb.astype(np.float64), cfg, a.lr, a.codegen)
     runner.run(x[:3], y[:3])
     hw_run(x[:3], y[:3])

@@ -315,7 +315,7 @@ def build_model(program: SpikingProgram, sizes: list[int], *,
                 model.insert(3, "last : 1")
             reset = ("last = 1\n" if sub else "v = 0\n") + bump
             model.append("age : 1 (shared)")
-            step = "\n".join(["age = age + 1", "u = (1 - du)*u + I + b", "I = 0",
+            step = "\n".join(["age = age + 1", "u = (1 - du)*u + I + b*int(age >= lay)", "I = 0",
                               "v = (1 - dv)*v + u - vth*last\nlast = 0" if sub
                               else "v = (1 - dv)*v + u",
                               "asum += u*int(age > lay)", decay]).strip()
@@ -652,7 +652,7 @@ def train_from_args(args: argparse.Namespace) -> dict:
     quiet = bool(getattr(args, "json", False))
     if args.epochs < 1:
         raise NeurolocalError(f"--epochs must be >= 1, got {args.epochs}")
-    if getattr(args, "batch_size", 1) != 1 and not quiet:
+    if getattr(args, "batch_size", None) not in (1, None) and not quiet:
         print("neurolocal train --spiking --target brian2: Brian2 learns strictly online "
               f"(batch size 1); --batch-size {args.batch_size} is ignored", file=sys.stderr)
     train_set = load_dataset(args.dataset, "train", limit=args.samples, verbose=not quiet)
@@ -689,8 +689,9 @@ def train_from_args(args: argparse.Namespace) -> dict:
         raise NeurolocalError("Brian2 training produced no accuracy")
     return {"rule": rule.name, "target": TARGET, "dataset": args.dataset,
             "test_accuracy": history[-1]["test_accuracy"], "epochs": args.epochs,
-            "seconds": seconds, "samples": len(train_set.x), "timesteps": cfg.timesteps,
-            "history": history, "codegen": runner.codegen, "batch_size": 1,
+            "seconds": seconds, "samples": len(train_set.x), "test_samples": len(test_set.x),
+            "timesteps": cfg.timesteps, "history": history, "codegen": runner.codegen,
+            "batch_size": 1,
             "synaptic_events": events,
             "synaptic_events_per_second": events / max(seconds, 1e-9),
             "data_source": train_set.source}

@@ -139,8 +139,8 @@ class LavaOptions:
 class LoihiTermMap:
     """How one term of a rule update became one or two Loihi product terms (rule level).
 
-    ``pre``: trace factors (``x1``, ``x2``) with their normalisation ``pre_gain`` (rate per
-    trace unit); ``channel``: index of the post factor in :attr:`LoihiProgram.post_factors`
+    ``pre``: trace factors (``x1``, ``x2``), normalised per synapse group by
+    :meth:`pre_gain`; ``channel``: index of the post factor in :attr:`LoihiProgram.post_factors`
     (None: no post factor or the ``y0`` dependency); ``syn``: Loihi synaptic factors.
     """
 
@@ -152,11 +152,21 @@ class LoihiTermMap:
     coef: float
     dependency: str
     pre: tuple[str, ...]
-    pre_gain: float
     channel: int | None
     syn: tuple[Factor, ...]
     syn_var: str | None
     line: int = 0
+
+    def pre_gain(self, config: SpikingConfig, layer: int) -> float:
+        """Rate per trace unit of the pre factors for the synapses into ``layer``.
+
+        The pre neurons are layer ``layer - 1``: their traces are normalised over that
+        layer's window (:meth:`.spiking.SpikingConfig.gain`).
+        """
+        gain = 1.0
+        for tr in self.pre:
+            gain *= config.gain(1 if tr == "x1" else 2, layer - 1)
+        return gain
 
     @property
     def where(self) -> str:
@@ -323,7 +333,6 @@ def _map_term(program: SpikingProgram, up, index: int, term, syn_names: dict[str
                             "once the globals are bound (a Loihi scale is a constant)")
     dependency = "u0"
     pre: list[str] = []
-    gain = 1.0
     for factor in sympy.Mul.make_args(term.pre):
         if factor == 1:
             continue
@@ -336,10 +345,8 @@ def _map_term(program: SpikingProgram, up, index: int, term, syn_names: dict[str
                 "at most once per product. Nearest expressible form: pre.r (x1)")
         if name in ("r", "x1"):
             pre.append("x1")
-            gain *= cfg.gain(1)
         elif name == "x2":
             pre.append("x2")
-            gain *= cfg.gain(2)
         elif name == "s":
             dependency = "x0"
         else:
@@ -379,7 +386,7 @@ def _map_term(program: SpikingProgram, up, index: int, term, syn_names: dict[str
         syn_var = None
     target = SYN_TARGET[syn_names[up.var]]
     return LoihiTermMap(up.projection, up.var, target, index, text, float(coef), dependency,
-                        tuple(pre), gain, None, tuple(syn), syn_var, up.line), post_expr
+                        tuple(pre), None, tuple(syn), syn_var, up.line), post_expr
 
 
 def _scale_up(value: float, profile: Profile) -> tuple[int, int]:
@@ -607,7 +614,7 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
                         neurons, quantum, notes, warnings)
 
 
-def _choose_impulse(program: SpikingProgram, maps: list[LoihiTermMap], step: float,
+def _choose_impulse(program: SpikingProgram, maps: list[LoihiTermMap], layer: int, step: float,
                     options: LavaOptions, profile: Profile, base: float) -> float:
     """The largest integer pre-trace impulse (x1 <= 127 over T spikes) that keeps every
     pre-trace term's scale representable with the post channels at full gain.
@@ -626,7 +633,8 @@ def _choose_impulse(program: SpikingProgram, maps: list[LoihiTermMap], step: flo
             if not tm.pre:
                 continue
             syn_unit = 1.0 if tm.syn_var is not None else 1.0 / step
-            value = abs(tm.coef) * tm.pre_gain * syn_unit / ix ** len(tm.pre)
+            value = abs(tm.coef) * tm.pre_gain(program.config, layer) * syn_unit / \
+                ix ** len(tm.pre)
             if tm.channel is not None:
                 ok = ok and value / q0 >= smallest * (1 - 1e-12)
             else:
@@ -643,7 +651,7 @@ def _synapse_group(program: SpikingProgram, maps: list[LoihiTermMap], factors: l
     eng = profile.learning
     assert eng is not None
     tmax = profile.traces.range[1] if profile.traces else 127
-    ix = _choose_impulse(program, maps, step, options, profile, x_impulse["x1"])
+    ix = _choose_impulse(program, maps, layer, step, options, profile, x_impulse["x1"])
     x_impulse = {"x1": ix, "x2": ix}
     gain: dict[str, float] = {}
     products: list[ProductMap] = []
@@ -651,7 +659,7 @@ def _synapse_group(program: SpikingProgram, maps: list[LoihiTermMap], factors: l
         pre_gain = 1.0
         for tr in tm.pre:
             pre_gain *= 1.0 / x_impulse[tr]
-        pre_gain *= tm.pre_gain
+        pre_gain *= tm.pre_gain(program.config, layer)
         # weight LSBs per unit of the product: syn factor in LSBs cancels the weight step
         syn_unit = 1.0 if tm.syn_var is not None else 1.0 / step
         base = tm.coef * pre_gain * syn_unit
@@ -773,7 +781,7 @@ def _neuron_spec(program: SpikingProgram, layer: int, net: Network, eq_step: dic
         "src": src_of.get(layer), "src_quantum": quantum, "payload_max": options.payload_max,
         "u_unit": step, "decays": [cfg.decay(1), cfg.decay(2), cfg.decay(3)],
         "traces": traces, "code": _neuron_code(program, role, factors),
-        "globals": dict(program.globals), "constants": cfg.constants(),
+        "globals": dict(program.globals), "constants": cfg.constants(layer), "layer": layer,
         "computed": list(program.computed), "channels": channels,
         "reset": getattr(cfg, "reset", "zero"),
     }
@@ -1273,7 +1281,7 @@ def train_from_args(args) -> dict:
     rule = rule_from_args(args)
     cfg = spiking_config_from_args(args)
     quiet = bool(getattr(args, "json", False))
-    if getattr(args, "batch_size", 1) not in (1, None) and not quiet:
+    if getattr(args, "batch_size", None) not in (1, None) and not quiet:
         print("neurolocal train --spiking --target lava: Lava learns strictly online (one "
               f"learning epoch per sample); --batch-size {args.batch_size} is ignored",
               file=sys.stderr)
@@ -1349,12 +1357,18 @@ def _handwritten_graph(weights: list[np.ndarray], biases: list[np.ndarray | None
 
 def _handwritten_dfa_graph(runner: LavaRunner, spikes: np.ndarray, targets: np.ndarray,
                            rules: list, tag: str) -> list:
-    """DFA on Lava written by hand: RingBuffers, stock LearningDense, HandDFANeuron."""
-    from lava.proc.dense.process import Dense, LearningDense
+    """DFA on Lava written by hand: RingBuffers, LearningDense, HandDFANeuron.
+
+    The LearningDense is :class:`.lava_procs.procs.EpochLearningDense` (Lava's, plus the
+    per-epoch pre-trace reset that one-sample learning epochs need and Lava's stock class
+    lacks: without it x1 would count spikes across samples), so both graphs learn the same.
+    """
+    from lava.proc.dense.process import Dense
     from lava.proc.io.source import RingBuffer
     from lava.utils.weightutils import SignMode
 
     from .lava_procs.handwritten import HandDFANeuron
+    from .lava_procs.procs import EpochLearningDense
 
     lp, cfg = runner.lp, runner.cfg
     k, t, steps = spikes.shape[0], lp.timesteps, lp.epoch_len
@@ -1372,14 +1386,15 @@ def _handwritten_dfa_graph(runner: LavaRunner, spikes: np.ndarray, targets: np.n
         fbg = next((f for f in lp.feedback if f.layer == layer), None)
         u_unit = g.weight_step / 64 if fixed else g.weight_step
         params = {"T": t, "L": steps, "n": lp.sizes[layer], "output": layer == lp.depth,
+                  "layer": layer,
                   "q": g.channel_gain["y2"], "quantum": lp.payload_quantum,
                   "fb_unit": fbg.weight_step * lp.payload_quantum if fbg else 0.0,
                   "u_unit": u_unit, "vth_float": cfg.vth}
         vth = round(cfg.vth / g.weight_step) if fixed else cfg.vth / g.weight_step
         neuron = HandDFANeuron(shape=(lp.sizes[layer],), du=4095 if fixed else 1.0, dv=0,
                                vth=vth, params=params)
-        dense = LearningDense(weights=runner._weights_lsb(layer), sign_mode=SignMode.MIXED,
-                              learning_rule=rules[layer - 1])
+        dense = EpochLearningDense(weights=runner._weights_lsb(layer),
+                                   sign_mode=SignMode.MIXED, learning_rule=rules[layer - 1])
         prev.connect(dense.s_in)
         dense.a_out.connect(neuron.a_in)
         neuron.s_out_y2.connect(dense.s_in_y2)
@@ -1427,8 +1442,9 @@ def throughput_benchmark(net: Network, spikes: np.ndarray, targets: np.ndarray, 
     (EpochLearningDense, NeuroLIF with the error path, feedback Dense, teaching signal)
     against RingBuffer -> LearningDense (the same rule strings) -> LIF, which learns nothing
     useful (stock LIFs send no third factor) but runs the same learning engine; and, for
-    dfa-shaped rules, against the same learning graph written by hand (RingBuffers, stock
-    LearningDense, a hand-coded DFA neuron: ``lava_procs.handwritten``), the like-for-like
+    dfa-shaped rules, against the same learning graph written by hand (RingBuffers,
+    LearningDense with the pre-trace reset, a hand-coded DFA neuron:
+    ``lava_procs.handwritten``), the like-for-like
     comparison of generated against hand-written code.
     """
     from .lava_compat import ensure_lava_importable

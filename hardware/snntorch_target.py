@@ -150,7 +150,7 @@ def _neuron_lines(cfg: SpikingConfig) -> list[str]:
         f"#                reset_mechanism={cfg.reset!r}, "
         f"reset_delay={cfg.reset == 'subtract'}, surrogate_disable=True)",
         "# per layer l, for the whole epoch at once (1 step delay per projection):",
-        "#   I = shift(S[l-1], 1 step) @ W[:, :-1].T + W[:, -1]      (T, batch, n_l)",
+        "#   I = shift(S[l-1], 1 step) @ W[:, :-1].T + W[:, -1] * [t >= l-1]   (T, batch, n_l)",
         "#   for t in range(T): spk[t], u, v = neuron(I[t])",
         "#   tr_k = sum_t d_k**(T-1-t) * spk[t];  spk_any = spk.sum(0) > 0;  asum = sum_t u",
     ]
@@ -212,6 +212,8 @@ class SnnTorchProgram:
         self.trace_weights = {
             k: torch.tensor([cfg.decay(k) ** (t - 1 - i) for i in range(t)],
                             dtype=self.dtype, device=self.device) for k in (1, 2, 3)}
+        self.bias_on = {layer: (torch.arange(t, device=self.device) >= layer - 1).to(self.dtype)
+                        for layer in range(1, net.depth + 1)}
         self.fixed = {}
         for fb in self.program.feedback:
             if fb.mode == "fixed":
@@ -254,7 +256,9 @@ class SnnTorchProgram:
                 w = self.state[FORWARD][layer]["w"]
                 shifted = torch.cat([torch.zeros_like(prev[:1]), prev[:-1]])
                 self._events = self._events + prev.sum() * w.shape[0]
-                current = torch.matmul(shifted, w[:, :-1].T) + w[:, -1]
+                # the bias neuron fires in the layer below's window (steps layer-1 .. T-1)
+                current = torch.matmul(shifted, w[:, :-1].T) + \
+                    w[:, -1] * self.bias_on[layer][:, None, None]
                 neuron = self.neurons[layer]
                 neuron.reset_mem()
                 out = []
@@ -386,12 +390,16 @@ def accuracy(program: SnnTorchProgram, x: np.ndarray, y: np.ndarray, batch: int 
 
 
 def spiking_config_from_args(args: argparse.Namespace) -> SpikingConfig:
-    """SpikingConfig from CLI args (``--timesteps``; optimiser sgd/momentum)."""
+    """SpikingConfig from CLI args (``--timesteps``; ``--optimiser`` sgd/momentum).
+
+    An explicit ``--optimiser adam`` is refused by :class:`SpikingConfig` with the reason
+    (not silently replaced by SGD).
+    """
     opts: dict = {}
     if getattr(args, "timesteps", None) is not None:
         opts["timesteps"] = int(args.timesteps)
     opt = getattr(args, "optimiser", None)
-    if opt in ("sgd", "momentum"):
+    if opt is not None:
         opts["optimiser"] = opt
     return SpikingConfig().with_options(**opts)
 
@@ -464,12 +472,8 @@ def train_from_args(args: argparse.Namespace) -> dict:
     rule = rule_from_args(args)
     cfg = spiking_config_from_args(args)
     quiet = bool(getattr(args, "json", False))
-    if getattr(args, "optimiser", None) == "adam" and not quiet:
-        print("neurolocal train --spiking: spiking targets use plain SGD with the rule's lr "
-              "(--set lr=...), or --optimiser momentum; adam is rate mode only",
-              file=sys.stderr)
     result = train(rule, dataset=args.dataset, hidden=tuple(args.hidden), epochs=args.epochs,
-                   batch_size=args.batch_size, samples=args.samples,
+                   batch_size=args.batch_size or 20, samples=args.samples,
                    test_samples=getattr(args, "test_samples", None), config=cfg,
                    seed=args.seed, device=getattr(args, "device", None) or "cpu",
                    allow_nonlocal=bool(getattr(args, "allow_nonlocal", False)),

@@ -22,8 +22,10 @@ neuron state and traces are reset between samples.
 *Neurons* are Lava's current-based LIF: ``u = (1-du) u + I; v = (1-dv) v + u; spike if
 v > vth; v = 0 after a spike`` (IF when ``dv = 0``). ``I`` is the input of this step: the
 weighted spikes the layer below emitted in the *previous* step (one step of synaptic delay per
-layer, as in Lava's ``Dense`` and in Brian2's schedule) plus the bias, which is the weight of a
-synapse from an always-on neuron.
+layer, as in Lava's ``Dense`` and in Brian2's schedule) plus the bias: the weight of a synapse
+from an always-on neuron of the layer below, which fires at every step of that layer's window
+(steps l-1 .. T-1 for layer l), so its spike count over the window is the window and its rate
+exactly 1 on every target, Lava's learning engine included.
 
 *Traces*: each neuron keeps ``tr_k <- d_k tr_k + s`` (``d_k = exp(-1/tau_k)``, +1 per spike).
 The sample reaches layer l at step l, so layer l's *window* is its last T - l steps; rules read
@@ -758,7 +760,8 @@ class ReferenceSimulator:
             for lay in range(1, len(sizes)):
                 st = layers[lay]
                 w = self.state[FORWARD][lay]["w"]
-                st["u"] = (1 - cfg.du) * st["u"] + st["I"] + w[:, -1]
+                bias = w[:, -1] if t >= lay - 1 else 0.0  # the bias neuron's window
+                st["u"] = (1 - cfg.du) * st["u"] + st["I"] + bias
                 st["v"] = (1 - cfg.dv) * st["v"] + st["u"]
                 if cfg.reset == "subtract":  # the previous step's spike, subtracted now
                     st["v"] = st["v"] - cfg.vth * st["last"]

@@ -108,7 +108,8 @@ def cmd_train(args) -> int:
         from .train import TrainConfig, train
         cfg = TrainConfig(
             rule=_rule_arg(args.rule), dataset=args.dataset, hidden=args.hidden,
-            epochs=args.epochs, batch_size=args.batch_size, optimiser=args.optimiser,
+            epochs=args.epochs, batch_size=args.batch_size or 50,
+            optimiser=args.optimiser or "adam",
             lr=args.lr,
             lr_decay=args.lr_decay, activation=args.activation, backend=args.backend,
             device=args.device, seed=args.seed, limit=args.samples, out=args.out,
@@ -159,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
     s.add_argument("--hidden", type=int, nargs="+", default=[500], help="hidden layer sizes")
     s.add_argument("--epochs", type=int, default=1)
-    s.add_argument("--batch-size", type=int, default=50)
-    s.add_argument("--optimiser", default="adam", choices=["adam", "momentum", "sgd"])
+    s.add_argument("--batch-size", type=int, default=None,
+                   help="rate mode: default 50; snntorch: default 20; brian2 and lava learn "
+                        "strictly online (1)")
+    s.add_argument("--optimiser", default=None, choices=["adam", "momentum", "sgd"],
+                   help="rate mode: adam (default), momentum or sgd; spiking targets: sgd "
+                        "(default) or momentum (Adam is not synapse-local)")
     s.add_argument("--lr", type=float, default=None,
                    help="optimiser step: adam's step size (default 3e-3); for sgd/momentum a "
                         "multiplier of the rule's own update (default 1)")
@@ -177,7 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-nonlocal", action="store_true")
     s.add_argument("--spiking", action="store_true", help="train online on a spiking target")
     s.add_argument("--target", default="snntorch", choices=["snntorch", "brian2", "lava"])
-    s.add_argument("--timesteps", type=int, default=None)
+    s.add_argument("--timesteps", type=int, default=None,
+                   help="spiking: steps per sample = per learning epoch (default 20)")
+    s.add_argument("--test-samples", type=int, default=None,
+                   help="spiking: limit the test images (lava default 1000)")
+    s.add_argument("--codegen", default=None, choices=["auto", "cython", "numpy"],
+                   help="brian2 target: code generation (default auto: cython if a compiler "
+                        "works; or $NEUROLOCAL_BRIAN2_CODEGEN)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("demo", help="train, check, compare against backprop, print a table")

@@ -131,12 +131,13 @@ def test_dfa_mapping_is_exact_and_compensates_the_fixed_point_shift():
         assert plus.rel_error == 0 and plus.shift == 3  # x1 (7) + y2 (7) + mantissa (4) - 15
         assert (x.scale_mantissa, x.scale_exp) == (f.scale_mantissa, f.scale_exp + 3)
         assert f.scale_mantissa < 0 < minus.products["floating_pt"].scale_mantissa
-        # m 2^e (weight LSB per x1 y2) x Q (y2 per unit delta) x step x T x impulse (x1 per
-        # spike) = lr exactly
+        # m 2^e (weight LSB per x1 y2) x Q (y2 per unit delta) x step x window x impulse (x1
+        # per spike) = lr exactly; the pre layer's window (T - (layer - 1) steps) turns its
+        # spike count into a rate
         q, ix = g.channel_gain["y2"], g.x_impulse["x1"]
         assert ix == int(ix) and ix * CFG.timesteps <= 127
-        assert abs(f.scale) * q * g.weight_step * CFG.timesteps * ix == pytest.approx(
-            0.05, rel=1e-12)
+        window = CFG.timesteps - (g.layer - 1)
+        assert abs(f.scale) * q * g.weight_step * window * ix == pytest.approx(0.05, rel=1e-12)
         assert q * lp.options.third_factor_range <= 127
     assert lp.epoch_len == CFG.timesteps + 2  # lead step + T + one step for B . err
     assert lp.trace_params("floating_pt")["t_epoch"] == lp.epoch_len
@@ -190,12 +191,7 @@ def test_lowering_errors_name_term_limit_and_nearest_form():
 @pytest.mark.parametrize("name,sizes,reset", [("dfa", [20, 10, 3], "zero"),
                                               ("fa", [20, 10, 8, 3], "zero"),
                                               ("dfa", [20, 10, 3], "subtract")])
-@pytest.mark.xfail(strict=True, reason="hardware/spiking.py's reference semantics changed after "
-                   "the Lava graph was written (03:58 vs 03:27); the Lava graph must follow it "
-                   "again — see the note on issue 3")
 def test_floating_pt_graph_agrees_with_reference(name, sizes, reset):
-    if reset != "zero" and "reset" not in SpikingConfig.__dataclass_fields__:
-        pytest.skip("this SpikingConfig has no reset option")
     cfg = CFG if reset == "zero" else CFG.with_options(reset=reset)
     rule = get_rule(name).with_globals(lr=0.5)
     net = _net(rule, sizes)
@@ -216,9 +212,6 @@ def test_floating_pt_graph_agrees_with_reference(name, sizes, reset):
     assert moved > 0.05  # the run really learned
 
 
-@pytest.mark.xfail(strict=True, reason="hardware/spiking.py's reference semantics changed after "
-                   "the Lava graph was written (03:58 vs 03:27); the Lava graph must follow it "
-                   "again — see the note on issue 3")
 def test_fixed_pt_graph_within_the_quantisation_bound():
     rule = get_rule("dfa").with_globals(lr=0.5)
     net = _net(rule, [20, 10, 3])

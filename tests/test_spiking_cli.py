@@ -53,7 +53,7 @@ def test_train_spiking_on_brian2_through_the_target_registry(monkeypatch):
     args = argparse.Namespace(
         rule="dfa", dataset="mnist", hidden=[20], epochs=1, batch_size=1, seed=0,
         samples=60, test_samples=60, timesteps=5, json=True, device="cpu",
-        set=["lr=0.05"], allow_nonlocal=False, target="brian2", optimiser="adam")
+        set=["lr=0.05"], allow_nonlocal=False, target="brian2", optimiser=None)
     res = train_spiking(args)
     assert res["target"] == "brian2" and res["codegen"] == "numpy"
     assert res["rule"] == "dfa" and 0.0 <= res["test_accuracy"] <= 100.0
@@ -64,3 +64,21 @@ def test_bad_spiking_input_is_a_clear_error(capsys):
     assert main(["train", "--rule", "dfa", "--spiking", "--target", "snntorch",
                  "--timesteps", "0", "--samples", "10", "--json"]) == 2
     assert "timesteps" in capsys.readouterr().err
+
+
+def test_train_spiking_cli_flags_reach_brian2(capsys):
+    code = main(["train", "--rule", "dfa", "--spiking", "--target", "brian2",
+                 "--codegen", "numpy", "--samples", "30", "--test-samples", "25",
+                 "--hidden", "20", "--timesteps", "5", "--set", "lr=0.05", "--json"])
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["codegen"] == "numpy" and res["batch_size"] == 1
+    assert res["samples"] == 30 and res["test_samples"] == 25
+
+
+def test_adam_on_a_spiking_target_is_refused_not_replaced(capsys):
+    code = main(["train", "--rule", "dfa", "--spiking", "--target", "snntorch",
+                 "--optimiser", "adam", "--samples", "10", "--json"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "adam" in err.lower() and "sgd or momentum" in err

@@ -2,11 +2,11 @@
 
 ``HandDFANeuron`` is what one writes by hand, without neurolocal, to run direct feedback
 alignment on Lava with on-graph errors: Lava's LIF, the spike count and mean drive over the
-epoch, ``err = count/T - target`` at the output, ``delta = err * [spiked and a < vth]`` at
-hidden neurons, ``delta`` split into y2 (positive part) and y3 (negative part) for the
-learning engine, and ``err`` sent as a graded spike to the feedback synapses. It has the
-ports of :class:`.procs.NeuroLIF`, so the same wiring serves both; nothing is generated.
-Used only by ``lava_target.throughput_benchmark``.
+layer's window (``T - layer`` steps), ``err = count/window - target`` at the output,
+``delta = err * [spiked and a < vth]`` at hidden neurons, ``delta`` split into y2 (positive
+part) and y3 (negative part) for the learning engine, and ``err`` sent as a graded spike to
+the feedback synapses. It has the ports of :class:`.procs.NeuroLIF`, so the same wiring
+serves both; nothing is generated. Used only by ``lava_target.throughput_benchmark``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class _HandDFA:
         p = proc_params["params"]
         self._T, self._L, self._n = int(p["T"]), int(p["L"]), int(p["n"])
         self._output = bool(p["output"])
+        self._layer = int(p["layer"])
+        self._window = self._T - self._layer  # the sample reaches layer l at sample step l
         self._q, self._quantum = float(p["q"]), float(p["quantum"])
         self._fb_unit, self._u_unit = float(p["fb_unit"]), float(p["u_unit"])
         self._vth_float = float(p["vth_float"])
@@ -73,21 +75,23 @@ class _HandDFA:
             self._y2, self._y3 = self._zero, self._zero
         if 2 <= s <= t + 1:
             spikes = self._lif_step(a)
-            self._asum += self.u
+            if s - 2 >= self._layer:
+                self._asum += self.u
             self._count += spikes
             self._out[:-1] = spikes
         else:
             self._out[:-1] = 0
-        self._out[-1] = 1 if s <= t else 0
+        self._out[-1] = 1 if self._layer < s <= t else 0
         self.s_out.send(self._out)
         payload = self._zero
         if self._output and s == t + 1:
-            err = self._count / t - tgt
+            err = self._count / self._window - tgt
             payload = self._round(err / self._quantum)
             self._y2, self._y3 = self._channel(err), self._channel(-err)
         elif not self._output and s == t + 2:
             err = fb * self._fb_unit
-            dphi = (self._count > 0) & (self._asum * self._u_unit / t < self._vth_float)
+            dphi = (self._count > 0) & \
+                (self._asum * self._u_unit / self._window < self._vth_float)
             delta = err * dphi
             self._y2, self._y3 = self._channel(delta), self._channel(-delta)
         self.s_fb_out.send(payload)

@@ -17,9 +17,11 @@ that learns once per sample with an error computed on the graph needs:
   learning epoch, as neurolocal's semantics reset state between samples.
 
 The epoch layout (``L`` steps, ``s = 1..L`` within the epoch): ``s = 1`` a lead step in which
-only the bias units fire, ``s = 2..T+1`` the forward window (sample step ``s - 2``),
-``s = T+2..L`` the error steps (feedback travels one synapse group per step), the learning
-engine runs at ``s = L`` (``t_epoch = L``). Everything here reads numpy and Lava only.
+only the input's bias unit fires (layer l's bias unit fires at ``s = l+1..T``, its window,
+so its spike count is the window and its rate 1), ``s = 2..T+1`` the forward window (sample
+step ``s - 2``), ``s = T+2..L`` the error steps (feedback travels one synapse group per
+step), the learning engine runs at ``s = L`` (``t_epoch = L``). Everything here reads numpy
+and Lava only.
 """
 
 from __future__ import annotations
@@ -196,6 +198,9 @@ class _NeuronProgram:
         self._subtract = p.get("reset", "zero") == "subtract"
         self._output = p["role"] == "output"
         self._eq_step = int(p["eq_step"]) if not self._output else self._T + 1
+        # the window: the sample reaches layer l at sample step l (epoch step l + 2); the
+        # drive is averaged over it, and the bias unit fires in it (epoch steps l+1 .. T)
+        self._layer = int(p["layer"])
         self._no_payload = np.zeros(self._n, dtype=self._payload_dtype)
         self._zeros_in = np.zeros(self._n)
         self._out = np.zeros(self._n + 1, dtype=self._spike_dtype)
@@ -239,10 +244,10 @@ class _NeuronProgram:
         self.spikes_total[:] = self.spikes_total + self._count.sum()
         if self._output:
             if sample < self.pred.shape[0]:
-                t = self._T
+                t, window = self._T, self._k["T"]
                 score = self._count * self._k["k1"] if self._decays[0] == 1.0 else \
                     self._tr[0] * self._k["k1"]
-                score = score + (0.5 / t) * np.tanh(self._asum * self._p["u_unit"] / t)
+                score = score + (0.5 / t) * np.tanh(self._asum * self._p["u_unit"] / window)
                 self.pred[sample] = int(np.argmax(score))
             if self._learn:
                 self._c["target"] = np.asarray(tgt, dtype=float)
@@ -273,7 +278,8 @@ class _NeuronProgram:
         out = self._out
         if 2 <= s <= t + 1:
             spikes = self._lif_step(a)
-            self._asum += self.u
+            if s - 2 >= self._layer:
+                self._asum += self.u
             self._count += spikes
             for k in self._decaying:
                 self._tr[k] *= self._decays[k]
@@ -282,7 +288,7 @@ class _NeuronProgram:
         else:
             spikes = self._zeros_in.astype(bool)
             out[:-1] = 0
-        out[-1] = 1 if s <= t else 0
+        out[-1] = 1 if self._layer < s <= t else 0
         self.s_out.send(out)
         self.s_out_bap.send(spikes)
         payload = None
