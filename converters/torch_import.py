@@ -446,4 +446,34 @@ def from_network(net: Any) -> SNNModel:
         acts = [net.hidden_activation] * (depth - 1) + [net.output_activation]
     except AttributeError as exc:
         raise ConversionError(f"not a neurolocal Network: {exc}") from None
-    return from_layers(pairs, acts, name="neurolocal.Network")
+    convs = getattr(net, "convs", None) or {}
+    if not convs:
+        return from_layers(pairs, acts, name="neurolocal.Network")
+    # a conv net: the same layers as a torch Sequential (Conv2d, ReLU, Flatten, Linear)
+    if net.hidden_activation != "relu":
+        raise ConversionError(f"hidden activation {net.hidden_activation!r} cannot be "
+                              "converted; hidden layers must be relu")
+    mods: list[nn.Module] = []
+    for layer, (w, b) in enumerate(pairs, start=1):
+        spec = convs.get(layer)
+        if spec is not None:
+            mod: nn.Module = nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel,
+                                       stride=spec.stride, padding=spec.padding)
+            weight = np.asarray(w, np.float32).reshape(mod.weight.shape)
+        else:
+            if layer - 1 in convs:
+                mods.append(nn.Flatten())
+            mod = nn.Linear(w.shape[1], w.shape[0])
+            weight = np.asarray(w, np.float32)
+        with torch.no_grad():
+            mod.weight.copy_(torch.from_numpy(weight))
+            mod.bias.copy_(torch.from_numpy(np.asarray(b, np.float32).reshape(-1)))
+        mods.append(mod)
+        if layer < depth or net.output_activation == "relu":
+            mods.append(nn.ReLU())
+        elif net.output_activation not in ("softmax", "linear"):
+            raise ConversionError(f"output activation {net.output_activation!r} cannot be "
+                                  "converted; use softmax, linear or relu")
+    first = convs[1] if 1 in convs else None
+    shape = (first.in_channels, first.in_height, first.in_width) if first else None
+    return from_sequential(nn.Sequential(*mods), shape, name="neurolocal.Network")

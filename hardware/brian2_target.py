@@ -46,6 +46,7 @@ from .spiking import (
     encode_input,
     feedback_matrix,
     lower_rule,
+    require_dense,
 )
 
 TARGET = "brian2"
@@ -439,6 +440,7 @@ class Brian2Runner:
                  allow_nonlocal: bool = False, seed: int = 0):
         import brian2 as b2
 
+        require_dense(net, "brian2")
         self.b2, self.net = b2, net
         self.program = lower_rule(net.rule, config, allow_nonlocal=allow_nonlocal)
         self.cfg = self.program.config

@@ -75,6 +75,7 @@ from .spiking import (
     encode_input,
     feedback_matrix,
     lower_rule,
+    require_dense,
 )
 
 __all__ = [
@@ -444,6 +445,7 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
         net = build_mlp(list(sizes or (784, 100, 10)), rule, seed=0)
     elif net.rule is not rule and net.rule.name != rule.name:
         raise LoweringError(f"network was built for rule {net.rule.name!r}, not {rule.name!r}")
+    require_dense(net, "lava")
     cfg, name = config, rule.name
     eng = profile.learning
     assert eng is not None and profile.traces is not None and profile.weights is not None

@@ -22,7 +22,7 @@ from neurolocal.errors import LoweringError, RuleError
 from neurolocal.feedback_weights import evaluate_weights
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl, Rule
-from neurolocal.symbols import AXON_SIGNALS
+from neurolocal.symbols import AXON_SIGNALS, refs_in
 from neurolocal.terms import split_terms
 
 from .arrayops import numpy_ops, torch_ops
@@ -49,7 +49,11 @@ def generate_rate_source(rule: Rule, target: str = "numpy") -> str:
         for eq in eqs:
             if eq.phase is None:
                 lines.append(f"    # {eq.target} = {eq.text}")
-                lines.append(f"    c[{eq.target!r}] = {pr.doprint(eq.expr)}")
+                value = pr.doprint(eq.expr)
+                if all(ref.scope == "glob" for ref in refs_in(eq.expr)):
+                    # a constant (e.g. neuron delta = 0): one value per neuron all the same
+                    value = f"{value} + ops.zeros_like(c['r'])"
+                lines.append(f"    c[{eq.target!r}] = {value}")
         lines += ["    return c", ""]
     if is_dynamic(rule):
         lines += _dynamic_functions(rule, pr)
@@ -81,7 +85,11 @@ def _dynamic_functions(rule: Rule, pr: ArrayPrinter) -> list[str]:
         for eq in eqs:
             if eq.phase is None and eq.target not in dynamic:
                 lines.append(f"    # {eq.target} = {eq.text}")
-                lines.append(f"    c[{eq.target!r}] = {pr.doprint(eq.expr)}")
+                value = pr.doprint(eq.expr)
+                if all(ref.scope == "glob" for ref in refs_in(eq.expr)):
+                    # a constant (e.g. neuron delta = 0): one value per neuron all the same
+                    value = f"{value} + ops.zeros_like(c['r'])"
+                lines.append(f"    c[{eq.target!r}] = {value}")
         lines += ["    return c", ""]
         for phase in rule.phases:
             during = [e for e in eqs if e.phase == phase]
@@ -100,6 +108,12 @@ def update_function_name(projection: str, phase: str | None) -> str:
 
 
 def _update_function(rule: Rule, proj: str, phase: str | None) -> list[str]:
+    """``update_<proj>(pre, post, syn, g, n)``: rows of pre/post are summed, then divided by n.
+
+    Dense layers: a row is a sample and ``n`` the batch size (the batch mean). Conv layers:
+    a row is a (sample, position) pair and ``n`` still the batch size, so a kernel synapse
+    gets the sum of the updates of its copies at every position (weight sharing).
+    """
     pr = ArrayPrinter({"pre": "pre", "post": "post", "syn": "syn"})
     prb = ArrayPrinter({"pre": "preb", "post": "postb", "syn": "syn"})
     out = [f"def {update_function_name(proj, phase)}(pre, post, syn, g, n):",
@@ -114,16 +128,16 @@ def _update_function(rule: Rule, proj: str, phase: str | None) -> list[str]:
                 if "    preb, postb = Pairwise(pre, 1), Pairwise(post, 2)" not in out:
                     out.insert(2, "    preb, postb = Pairwise(pre, 1), Pairwise(post, 2)")
                 body = (f"(({prb.doprint(t.pre * t.post * t.mixed)}) + "
-                        f"ops.zeros_like(postb['r'] * preb['r'])).mean(0)")
+                        f"ops.zeros_like(postb['r'] * preb['r'])).sum(0) / n")
                 full = True
             elif t.pre != 1 and t.post != 1:
                 # scale the small (batch x post) operand, not the (post x pre) product
                 body = f"ops.matmul(({coef} / n * {pr.doprint(t.post)}).T, {pr.doprint(t.pre)})"
                 coef, full = "", True
             elif t.post != 1:
-                body = f"({pr.doprint(t.post)}).mean(0)[:, None]"
+                body = f"(({pr.doprint(t.post)}).sum(0) / n)[:, None]"
             elif t.pre != 1:
-                body = f"({pr.doprint(t.pre)}).mean(0)[None, :]"
+                body = f"(({pr.doprint(t.pre)}).sum(0) / n)[None, :]"
             else:
                 body = "1"
             full = full or bool(syn)
@@ -240,6 +254,43 @@ class _Augmented(dict):
         return value
 
 
+class _Patches(dict):
+    """Pre-synaptic compartments of a conv layer: (B*L, C*k*k) receptive fields + bias."""
+
+    def __init__(self, comps: dict, spec, ops, xp):
+        super().__init__()
+        self.comps, self.spec, self.ops, self.xp = comps, spec, ops, xp
+
+    def __missing__(self, key):
+        base = self.comps[key]
+        if getattr(base, "ndim", 0) != 2:  # a constant broadcasts as is
+            self[key] = base
+            return base
+        base = self.ops.patches(base, self.spec)
+        name = key.split("@")[0]
+        fill = 1.0 if name in AXON_SIGNALS or name == "r" else 0.0
+        col = self.xp.full_like(base[:, :1], fill)
+        value = self.xp.cat([base, col], 1) if hasattr(self.xp, "cat") else \
+            np.concatenate([base, col], 1)
+        self[key] = value
+        return value
+
+
+class _Positions(dict):
+    """Post-synaptic compartments of a conv layer: one row per (sample, position)."""
+
+    def __init__(self, comps: dict, spec, ops):
+        super().__init__()
+        self.comps, self.spec, self.ops = comps, spec, ops
+
+    def __missing__(self, key):
+        value = self.comps[key]
+        if getattr(value, "ndim", 0) == 2:  # a constant (neuron delta = 0) broadcasts as is
+            value = self.ops.positions(value, self.spec)
+        self[key] = value
+        return value
+
+
 class RateProgram:
     """A compiled rule bound to a network's state, running on numpy or torch."""
 
@@ -350,18 +401,18 @@ class RateProgram:
         r = r_clean = x
         for layer in range(1, self.net.depth + 1):
             w = self.state[FORWARD][layer]["w"]
-            a = self.ops.affine(r, w)
+            a = self._affine(r, w, layer)
             hidden = layer < self.net.depth
             drawn = {}
             if noise and hidden:
-                a_clean = self.ops.affine(r_clean, w)
+                a_clean = self._affine(r_clean, w, layer)
                 r_clean = self._activation(a_clean, pops[layer].activation)[0]
                 for nz in noise:
                     drawn[nz.name] = nz.sigma * self._randn(tuple(a.shape))
                     if nz.into == "a":
                         a = a + drawn[nz.name]
             elif noise:
-                a_clean = self.ops.affine(r_clean, w)
+                a_clean = self._affine(r_clean, w, layer)
             r, dphi = self._activation(a, pops[layer].activation)
             for nz in noise if hidden else ():
                 if nz.into == "r":
@@ -381,12 +432,27 @@ class RateProgram:
                         c[f"{k}@{ph}"] = c[k]
         return comps
 
+    def _affine(self, r, w, layer: int):
+        spec = self.net.convs.get(layer)
+        return self.ops.affine(r, w) if spec is None else self.ops.conv_affine(r, w, spec)
+
+    def _dense_only(self, layer: int, what: str) -> None:
+        """Refuse what needs the forward weights of ``layer`` as a matrix when it is a conv."""
+        spec = self.net.convs.get(layer)
+        if spec is not None:
+            raise LoweringError(
+                f"rule {self.rule.name}: {what} needs the forward weights into layer {layer} "
+                f"as a dense matrix, but layer {layer} is a convolution ({spec.out_channels} "
+                f"channels, {spec.kernel}x{spec.kernel} kernel): feedback through conv layers "
+                "is lowered for feedback from the output only (dfa, sdfa)")
+
     def predict(self, x):
         return self.forward(x)[-1]["r"]
 
     def feedback_matrix(self, fb: FeedbackDecl, layer: int):
         """The feedback weights into ``layer`` as the rule's weight expression defines them."""
         if fb.source.scope == "prev":
+            self._dense_only(layer, f"feedback {fb.name} (prev.{fb.source.name} via W)")
             return self.state[FORWARD][layer]["w"][:, :-1]  # the forward synapses themselves
         stored = self.state[fb.name][layer]["w"]
 
@@ -395,6 +461,7 @@ class RateProgram:
         forward = None
         if fb.source.scope == "next":
             def forward():
+                self._dense_only(layer + 1, f"feedback {fb.name} ({fb.weights_text})")
                 return self.state[FORWARD][layer + 1]["w"][:, :-1]
         return evaluate_weights(
             fb.weights, name=fb.name, text=fb.weights_text, stored=stored, xp=self.xp,
@@ -571,9 +638,14 @@ class RateProgram:
         name = update_function_name(FORWARD, phase)
         if name in self.mod:
             for layer in range(1, self.net.depth + 1):
-                pre = _Augmented(comps[layer - 1], self.xp)
+                spec = self.net.convs.get(layer)
+                if spec is None:
+                    pre, post = _Augmented(comps[layer - 1], self.xp), comps[layer]
+                else:
+                    pre = _Patches(comps[layer - 1], spec, self.ops, self.xp)
+                    post = _Positions(comps[layer], spec, self.ops)
                 out[(FORWARD, layer)] = self.mod[name](
-                    pre, comps[layer], self.state[FORWARD][layer], g, n)
+                    pre, post, self.state[FORWARD][layer], g, n)
         for fb in self.rule.feedback.values():
             name = update_function_name(fb.name, phase)
             if name not in self.mod:
@@ -596,6 +668,7 @@ class RateProgram:
                 raise LoweringError(f"phase {phase} (noise) needs feedback {fb.name} to come "
                                     "from next.<compartment>")
             for layer in range(1, self.net.depth):
+                self._dense_only(layer + 1, f"phase {phase} (noise through W)")
                 xi = sigma * self._randn((batch, self.net.sizes[layer]))
                 drive = xi @ self.state[FORWARD][layer + 1]["w"][:, :-1].T
                 post = self._comps(xi, xi, xi * 0 + 1)

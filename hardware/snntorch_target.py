@@ -35,6 +35,7 @@ from .spiking import (
     encode_input,
     feedback_matrix,
     lower_rule,
+    require_dense,
 )
 
 TARGET = "snntorch"
@@ -179,6 +180,7 @@ class SnnTorchProgram:
         import snntorch as snn
         import torch
 
+        require_dense(net, "snntorch")
         self.torch = torch
         self.net, self.rule = net, net.rule
         self.program = lower_rule(net.rule, config, allow_nonlocal=allow_nonlocal)

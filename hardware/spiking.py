@@ -62,7 +62,7 @@ __all__ = [
     "SYMBOLS", "SpikingConfig", "SpikingSymbol", "SpikingProgram", "CompartmentEq",
     "FeedbackPlan", "TermPlan", "UpdatePlan", "ReferenceSimulator", "lower_rule",
     "feedback_matrix", "encode_input", "describe_program",
-    "lowering_table",
+    "lowering_table", "require_dense",
 ]
 
 SURROGATES = ("spiked", "boxcar")
@@ -711,6 +711,19 @@ def _term_names(expr: sympy.Expr) -> dict[sympy.Symbol, str]:
     return out
 
 
+def require_dense(net: Network, target: str) -> None:
+    """Spiking targets lower dense layers; a conv net gets an error naming the layer."""
+    convs = getattr(net, "convs", None) or {}
+    if convs:
+        layer = min(convs)
+        spec = convs[layer]
+        raise LoweringError(
+            f"the {target} target runs dense layers only; layer {layer} of this network is a "
+            f"convolution ({spec.out_channels} channels, {spec.kernel}x{spec.kernel} kernel). "
+            "Train conv nets in rate mode, then run them spiking with `neurolocal convert` "
+            "(conversion handles conv layers on every target)")
+
+
 class ReferenceSimulator:
     """The spiking semantics in plain numpy, float64, one step at a time: the ground truth.
 
@@ -720,6 +733,7 @@ class ReferenceSimulator:
     """
 
     def __init__(self, net: Network, program: SpikingProgram, *, optimiser: str | None = None):
+        require_dense(net, "spiking reference")
         self.net, self.program, self.cfg = net, program, program.config
         self.optimiser = optimiser or self.cfg.optimiser
         self.state = {p: {layer: {k: np.array(v, np.float64) for k, v in d.items()}

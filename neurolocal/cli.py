@@ -100,14 +100,31 @@ def _parse_set(items: list[str]) -> dict[str, float]:
     return out
 
 
+def _parse_conv(text: str) -> tuple[int, int, int, int]:
+    """``C:K[:S[:P]]`` -> (channels, kernel, stride, padding)."""
+    parts = text.split(":")
+    try:
+        if not 2 <= len(parts) <= 4:
+            raise ValueError
+        values = [int(p) for p in parts] + [1, 0][len(parts) - 2:]
+    except ValueError:
+        raise NeurolocalError(f"--conv {text!r}: expected CHANNELS:KERNEL[:STRIDE[:PADDING]], "
+                              "e.g. --conv 32:5:2:2") from None
+    return values[0], values[1], values[2], values[3]
+
+
 def cmd_train(args) -> int:
     if args.spiking:
+        if args.conv:
+            raise NeurolocalError("--conv is rate mode only: the spiking targets lower dense "
+                                  "layers (drop --conv, or train in rate mode)")
         from .hardware import targets
         result = targets.train_spiking(args)
     else:
         from .train import TrainConfig, train
         cfg = TrainConfig(
             rule=_rule_arg(args.rule), dataset=args.dataset, hidden=args.hidden,
+            conv=[_parse_conv(c) for c in args.conv],
             epochs=args.epochs, batch_size=args.batch_size or 50,
             optimiser=args.optimiser or "adam",
             lr=args.lr,
@@ -158,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train an MLP with a rule (rate mode, or --spiking)")
     s.add_argument("--rule", required=True)
     s.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
-    s.add_argument("--hidden", type=int, nargs="+", default=[500], help="hidden layer sizes")
+    s.add_argument("--hidden", type=int, nargs="*", default=[500],
+                   help="dense hidden layer sizes (after the conv layers)")
+    s.add_argument("--conv", nargs="+", default=[], metavar="C:K[:S[:P]]",
+                   help="rate mode: conv layers first, e.g. --conv 32:5:2:2 64:5:2:2 "
+                        "(channels:kernel:stride:padding; stride 1, padding 0 by default)")
     s.add_argument("--epochs", type=int, default=1)
     s.add_argument("--batch-size", type=int, default=None,
                    help="rate mode: default 50; snntorch: default 20; brian2 and lava learn "

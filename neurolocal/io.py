@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from .errors import CheckpointError, NeurolocalError
-from .network import Network
+from .network import ConvSpec, Network
 from .parser import parse_rule
 
 FORMAT = "neurolocal-checkpoint"
@@ -38,6 +38,7 @@ def save_checkpoint(path: str | os.PathLike, net: Network, meta: dict | None = N
             f.attrs["rule_text"] = net.rule.text
             f.attrs["globals"] = json.dumps(net.rule.scalar_globals())
             f.attrs["sizes"] = np.asarray(net.sizes, dtype=np.int64)
+            f.attrs["convs"] = json.dumps({str(k): v.to_dict() for k, v in net.convs.items()})
             f.attrs["hidden_activation"] = net.hidden_activation
             f.attrs["output_activation"] = net.output_activation
             f.attrs["meta"] = json.dumps(meta or {})
@@ -65,8 +66,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict]:
                     f"{f.attrs.get('format')!r}); write one with `neurolocal train --out`")
             rule = parse_rule(str(f.attrs["rule_text"]), source=f"{path}:rule_text")
             rule = rule.with_globals(**json.loads(f.attrs["globals"]))
+            convs = {int(k): ConvSpec(**v)
+                     for k, v in json.loads(f.attrs.get("convs", "{}")).items()}
             net = Network([int(s) for s in f.attrs["sizes"]], rule,
-                          str(f.attrs["hidden_activation"]), str(f.attrs["output_activation"]))
+                          str(f.attrs["hidden_activation"]), str(f.attrs["output_activation"]),
+                          convs=convs)
             for proj in f["state"]:
                 net.state[proj] = {}
                 for layer in f["state"][proj]:
@@ -86,7 +90,7 @@ def _validate(net: Network, path: Path) -> None:
     from .rule import FORWARD
     for layer in range(1, net.depth + 1):
         w = net.state.get(FORWARD, {}).get(layer, {}).get("w")
-        want = (net.sizes[layer], net.sizes[layer - 1] + 1)
+        want = net.forward_shape(layer)
         if w is None or w.shape != want:
             raise CheckpointError(f"checkpoint {path}: forward weights of layer {layer} have "
                                   f"shape {None if w is None else w.shape}, expected {want}")

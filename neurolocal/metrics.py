@@ -30,6 +30,9 @@ def feedback_angles(program) -> dict[str, float]:
         if fb.source.scope not in ("next", "output"):
             continue  # lateral / forward-direction projections stand in for no backprop path
         for layer in range(1, net.depth):
+            top = layer + 1 if fb.source.scope == "next" else net.depth
+            if any(k in net.convs for k in range(layer + 1, top + 1)):
+                continue  # the path runs through a convolution: not one matrix
             b = program._np(program.feedback_matrix(fb, layer))
             path = program._np(program.state[FORWARD][layer + 1]["w"][:, :-1])
             if fb.source.scope == "output":
@@ -37,6 +40,17 @@ def feedback_angles(program) -> dict[str, float]:
                     path = program._np(program.state[FORWARD][top]["w"][:, :-1]) @ path
             out[f"{fb.name}{layer}"] = angle_degrees(b, path.T)
     return out
+
+
+def _affine(h, w, spec):
+    """Dense or convolutional forward map in torch (independent of the rate program's)."""
+    if spec is None:
+        return h @ w[:, :-1].T + w[:, -1]
+    import torch.nn.functional as F
+
+    x = h.reshape(-1, spec.in_channels, spec.in_height, spec.in_width)
+    kernel = w[:, :-1].reshape(spec.out_channels, spec.in_channels, spec.kernel, spec.kernel)
+    return F.conv2d(x, kernel, w[:, -1], stride=spec.stride, padding=spec.padding).flatten(1)
 
 
 def backprop_gradients(program, x, y) -> list[np.ndarray]:
@@ -54,7 +68,7 @@ def backprop_gradients(program, x, y) -> list[np.ndarray]:
     acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
             "linear": lambda z: z}
     for k, w in enumerate(ws, start=1):
-        a = h @ w[:, :-1].T + w[:, -1]
+        a = _affine(h, w, net.convs.get(k))
         h = a if k == net.depth else acts[net.hidden_activation](a)
     y = torch.as_tensor(np.array(y), dtype=torch.long)
     if net.output_activation == "softmax":
@@ -91,7 +105,7 @@ def activation_gradients(program, x, y) -> list[np.ndarray]:
     hidden = []
     for k in range(1, net.depth + 1):
         w = torch.as_tensor(program._np(program.state[FORWARD][k]["w"]), dtype=torch.float64)
-        a = h @ w[:, :-1].T + w[:, -1]
+        a = _affine(h, w, net.convs.get(k))
         if k == net.depth:
             h = a
             break

@@ -1,10 +1,13 @@
 """The network IR: populations, forward projections, feedback projections and their state.
 
-A :class:`Network` is a multi-layer perceptron shape (784-500-10 and deeper) plus the
-rule that trains it. State is kept as numpy arrays, the one format every backend loads
-from and writes back to and that checkpoints store. Forward weights carry the bias as
-their last column (a synapse from an always-on neuron), so one update equation covers
-weights and biases alike.
+A :class:`Network` is a stack of populations (784-500-10 and deeper) plus the rule that
+trains it. A forward projection is dense, or a convolution (:class:`ConvSpec`): the same
+synapse (kernel entry) repeated at every position of the feature map, its population the
+flattened map (channel, row, column). State is kept as numpy arrays, the one format every
+backend loads from and writes back to and that checkpoints store. Forward weights carry the
+bias as their last column (a synapse from an always-on neuron), so one update equation
+covers weights and biases alike: dense ``(n_out, n_in + 1)``, conv
+``(out_channels, in_channels * kernel * kernel + 1)``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from .errors import RuleError, ShapeError
 from .rule import FORWARD, FeedbackDecl, Rule
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "softmax")
+#: largest dense feedback matrix build_cnn draws (a feature map to a feature map is not one)
+MAX_FEEDBACK_SYNAPSES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,65 @@ class Population:
     name: str
     size: int
     activation: str
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A convolutional forward projection: input map (C, H, W) -> output map.
+
+    Zero padding ``padding`` on every side, square ``kernel``, ``stride``; the output map's
+    population is flattened channel-major, as ``torch.flatten`` flattens (B, C, H, W).
+    """
+
+    in_channels: int
+    in_height: int
+    in_width: int
+    out_channels: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "in_height", "in_width", "out_channels", "kernel",
+                     "stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ShapeError(f"conv {name} must be a positive integer, got {value!r}")
+        if self.padding < 0 or int(self.padding) != self.padding:
+            raise ShapeError(f"conv padding must be an integer >= 0, got {self.padding!r}")
+        if self.out_height < 1 or self.out_width < 1:
+            raise ShapeError(
+                f"conv kernel {self.kernel} (padding {self.padding}) does not fit the "
+                f"{self.in_height}x{self.in_width} input map; use a smaller kernel or padding")
+
+    @property
+    def out_height(self) -> int:
+        return (self.in_height + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def out_width(self) -> int:
+        return (self.in_width + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def positions(self) -> int:
+        """Output positions per channel: how often each kernel synapse is repeated."""
+        return self.out_height * self.out_width
+
+    @property
+    def in_size(self) -> int:
+        return self.in_channels * self.in_height * self.in_width
+
+    @property
+    def out_size(self) -> int:
+        return self.out_channels * self.positions
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel * self.kernel
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
 
 
 @dataclass
@@ -38,6 +102,15 @@ class Network:
     #: ``state[proj][layer][var]``: forward projection W has one entry per layer 1..L
     #: (index 0 unused), a feedback projection one per hidden layer 1..L-1.
     state: dict[str, dict[int, dict[str, np.ndarray]]] = field(default_factory=dict)
+    #: layer -> ConvSpec for the forward projections into ``layer`` that are convolutions
+    convs: dict[int, ConvSpec] = field(default_factory=dict)
+
+    def forward_shape(self, layer: int) -> tuple[int, int]:
+        """Shape of the forward weights into ``layer``, bias column included."""
+        spec = self.convs.get(layer)
+        if spec is not None:
+            return spec.out_channels, spec.fan_in + 1
+        return self.sizes[layer], self.sizes[layer - 1] + 1
 
     @property
     def depth(self) -> int:
@@ -82,13 +155,49 @@ def build_mlp(sizes: list[int], rule: Rule, *, hidden_activation: str = "relu",
     for act in (hidden_activation, output_activation):
         if act not in ACTIVATIONS:
             raise RuleError(f"unknown activation {act!r}: expected one of {', '.join(ACTIVATIONS)}")
-    rng = np.random.default_rng(seed)
     net = Network([int(s) for s in sizes], rule, hidden_activation, output_activation)
+    return _init_state(net, np.random.default_rng(seed))
+
+
+def build_cnn(input_shape: tuple[int, int, int], convs: list[tuple[int, int, int, int]],
+              hidden: list[int], n_out: int, rule: Rule, *, hidden_activation: str = "relu",
+              output_activation: str = "softmax", seed: int = 0) -> Network:
+    """A fresh conv net: ``convs`` = (out_channels, kernel, stride, padding) per conv layer,
+    then dense ``hidden`` layers and ``n_out`` outputs; init as :func:`build_mlp`.
+
+    ``input_shape``: (channels, height, width) of the flattened input vectors.
+    """
+    if len(input_shape) != 3:
+        raise ShapeError(f"input_shape must be (channels, height, width), got {input_shape}")
+    if not convs:
+        raise ShapeError("build_cnn needs at least one conv layer; use build_mlp otherwise")
+    for act in (hidden_activation, output_activation):
+        if act not in ACTIVATIONS:
+            raise RuleError(f"unknown activation {act!r}: expected one of {', '.join(ACTIVATIONS)}")
+    c, h, w = (int(v) for v in input_shape)
+    sizes, specs = [c * h * w], {}
+    for layer, conv in enumerate(convs, start=1):
+        if len(conv) != 4:
+            raise ShapeError(f"conv layer {layer}: expected (out_channels, kernel, stride, "
+                             f"padding), got {conv}")
+        spec = ConvSpec(c, h, w, *(int(v) for v in conv))
+        specs[layer] = spec
+        sizes.append(spec.out_size)
+        c, h, w = spec.out_channels, spec.out_height, spec.out_width
+    sizes += [int(s) for s in hidden] + [int(n_out)]
+    if any(s < 1 for s in sizes):
+        raise ShapeError(f"layer sizes must be positive, got {sizes}")
+    net = Network(sizes, rule, hidden_activation, output_activation, convs=specs)
+    return _init_state(net, np.random.default_rng(seed))
+
+
+def _init_state(net: Network, rng: np.random.Generator) -> Network:
+    rule = net.rule
     net.state[FORWARD] = {}
     for layer in range(1, net.depth + 1):
-        n_in, n_out = net.sizes[layer - 1], net.sizes[layer]
-        w = np.zeros((n_out, n_in + 1), np.float32)
-        w[:, :-1] = _uniform(rng, (n_out, n_in), n_in)
+        n_out, cols = net.forward_shape(layer)
+        w = np.zeros((n_out, cols), np.float32)
+        w[:, :-1] = _uniform(rng, (n_out, cols - 1), cols - 1)
         net.state[FORWARD][layer] = {"w": w}
         for var in rule.state_vars(FORWARD)[1:]:
             net.state[FORWARD][layer][var] = np.zeros_like(w)
@@ -99,6 +208,12 @@ def build_mlp(sizes: list[int], rule: Rule, *, hidden_activation: str = "relu",
         density = _sparse_density(fb.weights)
         for layer in range(1, net.depth):
             n_src = net.feedback_source_size(fb, layer)
+            if net.convs and net.sizes[layer] * n_src > MAX_FEEDBACK_SYNAPSES:
+                raise ShapeError(
+                    f"feedback {fb.name} = {fb.source} -> {fb.target} into layer {layer} would "
+                    f"be a dense {net.sizes[layer]} x {n_src} matrix between feature maps "
+                    f"(more than {MAX_FEEDBACK_SYNAPSES:,} synapses); conv nets take feedback "
+                    "from the output (dfa, sdfa: output.err -> err)")
             b = _uniform(rng, (net.sizes[layer], n_src), n_src)
             if density is not None:
                 b *= (rng.random(b.shape) < density).astype(np.float32)

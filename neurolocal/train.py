@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import DivergenceError, NeurolocalError
 from .metrics import feedback_angles, update_angles
-from .network import build_mlp
+from .network import build_cnn, build_mlp
 from .rule import Rule
 from .rules import get_rule
 
@@ -26,6 +26,9 @@ class TrainConfig:
     rule: str | Rule = "fa"
     dataset: str = "mnist"
     hidden: list[int] = field(default_factory=lambda: [500])
+    #: conv layers before the dense ones: (out_channels, kernel, stride, padding) each; the
+    #: input is the 1x28x28 image
+    conv: list[tuple[int, int, int, int]] = field(default_factory=list)
     epochs: int = 1
     batch_size: int = 50
     optimiser: str = "adam"
@@ -81,7 +84,7 @@ def _finite(program, comps) -> bool:
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainResult:
-    """Train an MLP with ``cfg.rule``; see :class:`TrainConfig` for the knobs."""
+    """Train an MLP (or a conv net, ``cfg.conv``) with ``cfg.rule``; see :class:`TrainConfig`."""
     from .data import iterate_minibatches, load_dataset
     from .hardware.rate import Optimiser, RateProgram
     from .io import save_checkpoint
@@ -94,8 +97,13 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainRe
     train_set = load_dataset(cfg.dataset, "train", limit=cfg.limit, verbose=progress)
     test_set = load_dataset(cfg.dataset, "test", limit=cfg.test_limit, verbose=progress)
     n_classes = int(train_set.y.max()) + 1
-    sizes = [train_set.x.shape[1], *cfg.hidden, n_classes]
-    net = build_mlp(sizes, rule, hidden_activation=cfg.activation, seed=cfg.seed)
+    if cfg.conv:
+        side = int(round(train_set.x.shape[1] ** 0.5))
+        net = build_cnn((1, side, side), list(cfg.conv), list(cfg.hidden), n_classes, rule,
+                        hidden_activation=cfg.activation, seed=cfg.seed)
+    else:
+        sizes = [train_set.x.shape[1], *cfg.hidden, n_classes]
+        net = build_mlp(sizes, rule, hidden_activation=cfg.activation, seed=cfg.seed)
     program = RateProgram(net, backend=cfg.backend, device=cfg.device,
                           allow_nonlocal=cfg.allow_nonlocal, seed=cfg.seed)
     opt = Optimiser(cfg.optimiser, lr=cfg.lr)
