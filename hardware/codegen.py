@@ -111,3 +111,42 @@ class ArrayPrinter(ExprPrinter):
         ref = Ref.of(expr.args[0])
         key = ref.name if ref.phase is None else f"{ref.name}@{ref.phase}"
         return f"slow({self.names[ref.scope]}, {key!r})"
+
+
+def update_term_lines(terms, var: str, pr: ExprPrinter, prb: ExprPrinter
+                      ) -> tuple[list[str], bool]:
+    """Lines computing ``d[var] = sum(terms)`` over rows of pre/post, divided by ``n``.
+
+    Shared by every array target that evaluates an update as batched matrices (the rate
+    program, the snntorch program), so the term-to-code mapping exists once. ``terms``:
+    sum-of-products terms (:class:`neurolocal.terms.Term`-like: ``coef pre post syn mixed``,
+    ``separable``); ``pr`` prints ``pre``/``post``/``syn`` as (rows x neurons) arrays,
+    ``prb`` as broadcastable ``preb``/``postb``. Returns the lines and whether a
+    non-separable term needs ``preb``/``postb``.
+    """
+    out: list[str] = []
+    full = pairwise = False
+    for k, t in enumerate(terms):
+        coef = pr.doprint(t.coef)
+        syn = "" if t.syn == 1 else f" * ({pr.doprint(t.syn)})"
+        if not t.separable:
+            body = (f"(({prb.doprint(t.pre * t.post * t.mixed)}) + "
+                    f"ops.zeros_like(postb['r'] * preb['r'])).sum(0) / n")
+            full = pairwise = True
+        elif t.pre != 1 and t.post != 1:
+            # scale the small (rows x post) operand, not the (post x pre) product
+            body = f"ops.matmul(({coef} / n * {pr.doprint(t.post)}).T, {pr.doprint(t.pre)})"
+            coef, full = "", True
+        elif t.post != 1:
+            body = f"(({pr.doprint(t.post)}).sum(0) / n)[:, None]"
+        elif t.pre != 1:
+            body = f"(({pr.doprint(t.pre)}).sum(0) / n)[None, :]"
+        else:
+            body = "1"
+        full = full or bool(syn)
+        expr = f"{coef} * {body}{syn}" if coef else f"{body}{syn}"
+        out.append(f"    acc = {expr}" if k == 0 else f"    acc = acc + {expr}")
+    if not full:
+        out.append(f"    acc = acc + ops.zeros_like(syn[{var!r}])")
+    out.append(f"    d[{var!r}] = acc")
+    return out, pairwise

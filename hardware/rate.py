@@ -26,7 +26,7 @@ from neurolocal.symbols import AXON_SIGNALS, refs_in
 from neurolocal.terms import split_terms
 
 from .arrayops import numpy_ops, torch_ops
-from .codegen import ArrayPrinter
+from .codegen import ArrayPrinter, update_term_lines
 
 RATE_ALIASES = ("s", "x1", "x2", "y1", "y2", "y3")
 TARGETS = ("numpy", "torch")
@@ -118,34 +118,14 @@ def _update_function(rule: Rule, proj: str, phase: str | None) -> list[str]:
     prb = ArrayPrinter({"pre": "preb", "post": "postb", "syn": "syn"})
     out = [f"def {update_function_name(proj, phase)}(pre, post, syn, g, n):",
            "    d = {}"]
+    pairwise = False
     for u in rule.updates_for(proj, phase):
         out.append(f"    # d{u.var} = {u.text}")
-        full = False
-        for k, t in enumerate(split_terms(u.expr)):
-            coef = pr.doprint(t.coef)
-            syn = "" if t.syn == 1 else f" * ({pr.doprint(t.syn)})"
-            if not t.separable:
-                if "    preb, postb = Pairwise(pre, 1), Pairwise(post, 2)" not in out:
-                    out.insert(2, "    preb, postb = Pairwise(pre, 1), Pairwise(post, 2)")
-                body = (f"(({prb.doprint(t.pre * t.post * t.mixed)}) + "
-                        f"ops.zeros_like(postb['r'] * preb['r'])).sum(0) / n")
-                full = True
-            elif t.pre != 1 and t.post != 1:
-                # scale the small (batch x post) operand, not the (post x pre) product
-                body = f"ops.matmul(({coef} / n * {pr.doprint(t.post)}).T, {pr.doprint(t.pre)})"
-                coef, full = "", True
-            elif t.post != 1:
-                body = f"(({pr.doprint(t.post)}).sum(0) / n)[:, None]"
-            elif t.pre != 1:
-                body = f"(({pr.doprint(t.pre)}).sum(0) / n)[None, :]"
-            else:
-                body = "1"
-            full = full or bool(syn)
-            expr = f"{coef} * {body}{syn}" if coef else f"{body}{syn}"
-            out.append(f"    acc = {expr}" if k == 0 else f"    acc = acc + {expr}")
-        if not full:
-            out.append(f"    acc = acc + ops.zeros_like(syn[{u.var!r}])")
-        out.append(f"    d[{u.var!r}] = acc")
+        lines, needs = update_term_lines(split_terms(u.expr), u.var, pr, prb)
+        out += lines
+        pairwise = pairwise or needs
+    if pairwise:
+        out.insert(2, "    preb, postb = Pairwise(pre, 1), Pairwise(post, 2)")
     out += ["    return d", ""]
     return out
 

@@ -26,7 +26,7 @@ from neurolocal.rule import FORWARD, Rule
 from neurolocal.symbols import AXON_SIGNALS
 
 from .arrayops import torch_ops
-from .codegen import ArrayPrinter
+from .codegen import ArrayPrinter, update_term_lines
 from .spiking import (
     FeedbackPlan,
     SpikingConfig,
@@ -111,34 +111,16 @@ def _update_function(program: SpikingProgram, proj: str) -> list[str]:
     prb = _Printer({"pre": "preb", "post": "postb", "syn": "syn"})
     out = [f"def {update_function_name(proj)}(pre, post, syn, g, n):",
            '    """Increments of this epoch, averaged over the batch of n samples."""',
-           "    preb = {k: v[:, None, :] for k, v in pre.items()}",
-           "    postb = {k: v[:, :, None] for k, v in post.items()}",
            "    d = {}"]
+    pairwise = False
     for up in program.updates_for(proj):
         out.append(f"    # d{up.var} = {up.text}")
-        full = False
-        for k, t in enumerate(up.terms):
-            coef = pr.doprint(t.coef)
-            syn = "" if t.syn == 1 else f" * ({pr.doprint(t.syn)})"
-            if not t.separable:
-                body = (f"(({prb.doprint(t.pre * t.post * t.mixed)}) + "
-                        f"ops.zeros_like(postb['r'] * preb['r'])).mean(0)")
-                full = True
-            elif t.pre != 1 and t.post != 1:
-                body = f"ops.matmul(({coef} / n * {pr.doprint(t.post)}).T, {pr.doprint(t.pre)})"
-                coef, full = "", True
-            elif t.post != 1:
-                body = f"({pr.doprint(t.post)}).mean(0)[:, None]"
-            elif t.pre != 1:
-                body = f"({pr.doprint(t.pre)}).mean(0)[None, :]"
-            else:
-                body = "1"
-            full = full or bool(syn)
-            expr = f"{coef} * {body}{syn}" if coef else f"{body}{syn}"
-            out.append(f"    acc = {expr}" if k == 0 else f"    acc = acc + {expr}")
-        if not full:
-            out.append(f"    acc = acc + ops.zeros_like(syn[{up.var!r}])")
-        out.append(f"    d[{up.var!r}] = acc")
+        lines, needs = update_term_lines(up.terms, up.var, pr, prb)
+        out += lines
+        pairwise = pairwise or needs
+    if pairwise:  # a term coupling pre and post: evaluate it by broadcasting
+        out[2:2] = ["    preb = {k: v[:, None, :] for k, v in pre.items()}",
+                    "    postb = {k: v[:, :, None] for k, v in post.items()}"]
     out += ["    return d", ""]
     return out
 
