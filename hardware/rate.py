@@ -217,36 +217,23 @@ class Compartments(dict):
 
 
 class _Augmented(dict):
-    """Pre-synaptic compartments with the always-on bias neuron appended (lazily)."""
+    """Pre-synaptic compartments with the always-on bias neuron appended (lazily).
 
-    def __init__(self, comps: dict, xp):
+    ``rows`` maps a compartment to the rows the update sums over: the samples (dense layer,
+    the default) or the receptive fields, one per (sample, position) (conv layer).
+    """
+
+    def __init__(self, comps: dict, xp, rows=None):
         super().__init__()
-        self.comps, self.xp = comps, xp
-
-    def __missing__(self, key):
-        base = self.comps[key]
-        name = key.split("@")[0]
-        fill = 1.0 if name in AXON_SIGNALS or name == "r" else 0.0
-        col = self.xp.full_like(base[:, :1], fill)
-        value = self.xp.cat([base, col], 1) if hasattr(self.xp, "cat") else \
-            np.concatenate([base, col], 1)
-        self[key] = value
-        return value
-
-
-class _Patches(dict):
-    """Pre-synaptic compartments of a conv layer: (B*L, C*k*k) receptive fields + bias."""
-
-    def __init__(self, comps: dict, spec, ops, xp):
-        super().__init__()
-        self.comps, self.spec, self.ops, self.xp = comps, spec, ops, xp
+        self.comps, self.xp, self.rows = comps, xp, rows
 
     def __missing__(self, key):
         base = self.comps[key]
         if getattr(base, "ndim", 0) != 2:  # a constant broadcasts as is
             self[key] = base
             return base
-        base = self.ops.patches(base, self.spec)
+        if self.rows is not None:
+            base = self.rows(base)
         name = key.split("@")[0]
         fill = 1.0 if name in AXON_SIGNALS or name == "r" else 0.0
         col = self.xp.full_like(base[:, :1], fill)
@@ -622,7 +609,8 @@ class RateProgram:
                 if spec is None:
                     pre, post = _Augmented(comps[layer - 1], self.xp), comps[layer]
                 else:
-                    pre = _Patches(comps[layer - 1], spec, self.ops, self.xp)
+                    pre = _Augmented(comps[layer - 1], self.xp,
+                                     lambda v, spec=spec: self.ops.patches(v, spec))
                     post = _Positions(comps[layer], spec, self.ops)
                 out[(FORWARD, layer)] = self.mod[name](
                     pre, post, self.state[FORWARD][layer], g, n)

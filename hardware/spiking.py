@@ -55,8 +55,8 @@ from neurolocal.errors import LoweringError
 from neurolocal.feedback_weights import evaluate_weights
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl, Rule
-from neurolocal.symbols import AXON_SIGNALS, OTHER_NEURON_SCOPES, Ref, pretty, refs_in
-from neurolocal.terms import split_terms
+from neurolocal.symbols import AXON_SIGNALS, OTHER_NEURON_SCOPES, Ref, refs_in
+from neurolocal.terms import Term, split_terms
 
 __all__ = [
     "SYMBOLS", "SpikingConfig", "SpikingSymbol", "SpikingProgram", "CompartmentEq",
@@ -285,27 +285,8 @@ class FeedbackPlan:
     line: int = 0
 
 
-@dataclass(frozen=True)
-class TermPlan:
-    """One summand ``coef * pre * post * syn * mixed`` of an update (see neurolocal.terms)."""
-
-    coef: sympy.Expr
-    pre: sympy.Expr
-    post: sympy.Expr
-    syn: sympy.Expr
-    mixed: sympy.Expr
-
-    @property
-    def separable(self) -> bool:
-        return self.mixed == 1
-
-    @property
-    def expr(self) -> sympy.Expr:
-        return self.coef * self.pre * self.post * self.syn * self.mixed
-
-    @property
-    def text(self) -> str:
-        return pretty(self.expr)
+#: One summand ``coef * pre * post * syn * mixed`` of an update (see neurolocal.terms).
+TermPlan = Term
 
 
 @dataclass(frozen=True)
@@ -465,7 +446,7 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
                                     "synapse does not connect (non-local: no spiking lowering)")
         terms = []
         for t in split_terms(u.expr):
-            terms.append(TermPlan(t.coef, t.pre, t.post, t.syn, t.mixed))
+            terms.append(t)
         updates.append(UpdatePlan(u.projection, u.var, tuple(terms), u.expr, u.text, u.line))
 
     reads: set[str] = {"r"}  # the output rate is always read (error, prediction)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from .symbols import Ref
+from .symbols import Ref, pretty
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class Term:
     @property
     def expr(self) -> sympy.Expr:
         return self.coef * self.pre * self.post * self.syn * self.mixed
+
+    @property
+    def text(self) -> str:
+        return pretty(self.expr)
 
 
 def _scopes(expr: sympy.Expr) -> set[str]:

@@ -19,49 +19,27 @@ torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:DeprecationWarning")
 
 
-def _mnist(n_train: int, n_test: int):
-    from neurolocal.data import load_dataset
-
-    tr = load_dataset("mnist", "train", limit=n_train, verbose=False)
-    te = load_dataset("mnist", "test", limit=n_test, verbose=False)
-    return np.array(tr.x), np.array(tr.y), np.array(te.x), np.array(te.y)
-
-
-def _train(net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0):
-    torch.manual_seed(seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.Adam(net.parameters(), 2e-3)
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return net.eval()
+@pytest.fixture(scope="module")
+def data(mnist_arrays):
+    return mnist_arrays(8000, 500)
 
 
 @pytest.fixture(scope="module")
-def data():
-    return _mnist(8000, 500)
-
-
-@pytest.fixture(scope="module")
-def mlp(data):
+def mlp(data, train_torch):
     x, y, _, _ = data
     torch.manual_seed(0)
-    net = _train(nn.Sequential(nn.Linear(784, 48), nn.ReLU(), nn.Linear(48, 24), nn.ReLU(),
+    net = train_torch(nn.Sequential(nn.Linear(784, 48), nn.ReLU(), nn.Linear(48, 24), nn.ReLU(),
                                nn.Linear(24, 10)), x, y, epochs=3)
     return normalise(from_sequential(net), x[:1000])
 
 
 @pytest.fixture(scope="module")
-def cnn(data):
+def cnn(data, train_torch):
     x, y, _, _ = data
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 5, stride=2), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
                         nn.Linear(4 * 6 * 6, 10))
-    _train(net, x[:3000].reshape(-1, 1, 28, 28), y[:3000], epochs=1)
+    train_torch(net, x[:3000].reshape(-1, 1, 28, 28), y[:3000], epochs=1)
     return normalise(from_sequential(net, (1, 28, 28)), x[:500])
 
 

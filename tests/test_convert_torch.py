@@ -31,34 +31,12 @@ from neurolocal.converters.torch_import import (
 torch.set_num_threads(1)
 
 
-def _mnist(n_train: int, n_test: int):
-    from neurolocal.data import load_dataset
-
-    tr = load_dataset("mnist", "train", limit=n_train, verbose=False)
-    te = load_dataset("mnist", "test", limit=n_test, verbose=False)
-    return np.array(tr.x), np.array(tr.y), np.array(te.x), np.array(te.y)
-
-
-def _train(net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0):
-    torch.manual_seed(seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.Adam(net.parameters(), 2e-3)
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return net.eval()
-
-
 @pytest.fixture(scope="module")
-def trained_mlp():
-    x, y, xt, yt = _mnist(10_000, 1000)
+def trained_mlp(mnist_arrays, train_torch):
+    x, y, xt, yt = mnist_arrays(10_000, 1000)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
-    _train(net, x, y, epochs=3)
+    train_torch(net, x, y, epochs=3)
     return net, x, y, xt, yt
 
 
