@@ -60,6 +60,9 @@ def generate_rate_source(rule: Rule, target: str = "numpy") -> str:
     groups = sorted({(u.projection, u.phase) for u in rule.updates}, key=str)
     for proj, phase in groups:
         lines += _update_function(rule, proj, phase)
+    if target == "torch":
+        for proj, phase in groups:
+            lines += _update_function(rule, proj, phase, descent=True)
     return "\n".join(lines) + "\n"
 
 
@@ -103,25 +106,31 @@ def _dynamic_functions(rule: Rule, pr: ArrayPrinter) -> list[str]:
     return lines
 
 
-def update_function_name(projection: str, phase: str | None) -> str:
-    return f"update_{_fn(projection)}" + (f"_{_fn(phase)}" if phase else "")
+def update_function_name(projection: str, phase: str | None, descent: bool = False) -> str:
+    return ("descent_" if descent else "update_") + _fn(projection) + \
+        (f"_{_fn(phase)}" if phase else "")
 
 
-def _update_function(rule: Rule, proj: str, phase: str | None) -> list[str]:
+def _update_function(rule: Rule, proj: str, phase: str | None,
+                     descent: bool = False) -> list[str]:
     """``update_<proj>(pre, post, syn, g, n)``: rows of pre/post are summed, then divided by n.
 
     Dense layers: a row is a sample and ``n`` the batch size (the batch mean). Conv layers:
     a row is a (sample, position) pair and ``n`` still the batch size, so a kernel synapse
     gets the sum of the updates of its copies at every position (weight sharing).
+    ``descent``: ``descent_<proj>`` returns the negated increments (every coefficient's sign
+    flipped in the generated text, so it costs nothing): the descent direction that torch's
+    optimisers minimise along, without a negated copy of the update at run time.
     """
     pr = ArrayPrinter({"pre": "pre", "post": "post", "syn": "syn"})
     prb = ArrayPrinter({"pre": "preb", "post": "postb", "syn": "syn"})
-    out = [f"def {update_function_name(proj, phase)}(pre, post, syn, g, n):",
+    out = [f"def {update_function_name(proj, phase, descent)}(pre, post, syn, g, n):",
            "    d = {}"]
     pairwise = False
     for u in rule.updates_for(proj, phase):
-        out.append(f"    # d{u.var} = {u.text}")
-        lines, needs = update_term_lines(split_terms(u.expr), u.var, pr, prb)
+        out.append(f"    # {'-' if descent else ''}d{u.var} = {u.text}")
+        expr = -u.expr if descent else u.expr
+        lines, needs = update_term_lines(split_terms(expr), u.var, pr, prb)
         out += lines
         pairwise = pairwise or needs
     if pairwise:
@@ -294,7 +303,10 @@ class RateProgram:
 
     # -- array helpers ---------------------------------------------------------------
     def _to(self, a):
+        """An array of this backend (float32; numpy input is copied, a tensor is not)."""
         if self.backend == "torch":
+            if isinstance(a, self.xp.Tensor):
+                return a.to(device=self.device, dtype=self.xp.float32)
             return self.xp.as_tensor(np.array(a, dtype=np.float32), device=self.device)
         return np.asarray(a, dtype=np.float32)
 
@@ -599,10 +611,14 @@ class RateProgram:
             return v.repeat(n, *([1] * (v.ndim - 1)))
         return np.repeat(v, n, axis=0)
 
-    def updates(self, comps: list[dict], phase: str | None = None) -> dict:
-        """The rule's increments for every projection and layer (nothing applied yet)."""
+    def updates(self, comps: list[dict], phase: str | None = None, *,
+                descent: bool = False) -> dict:
+        """The rule's increments for every projection and layer (nothing applied yet).
+
+        ``descent`` (torch): the negated increments, for :meth:`_apply_torch_adam`.
+        """
         g, n, out = self.g, comps[0]["r"].shape[0], {}
-        name = update_function_name(FORWARD, phase)
+        name = update_function_name(FORWARD, phase, descent)
         if name in self.mod:
             for layer in range(1, self.net.depth + 1):
                 spec = self.net.convs.get(layer)
@@ -615,7 +631,7 @@ class RateProgram:
                 out[(FORWARD, layer)] = self.mod[name](
                     pre, post, self.state[FORWARD][layer], g, n)
         for fb in self.rule.feedback.values():
-            name = update_function_name(fb.name, phase)
+            name = update_function_name(fb.name, phase, descent)
             if name not in self.mod:
                 continue
             for layer in range(1, self.net.depth):
@@ -625,11 +641,11 @@ class RateProgram:
                     src, comps[layer], self.state[fb.name][layer], g, n)
         return out
 
-    def mirror_updates(self, phase: str, batch: int) -> dict:
+    def mirror_updates(self, phase: str, batch: int, *, descent: bool = False) -> dict:
         """The noise phase: drive each hidden layer with noise, send drive down feedback."""
         sigma, g, out = self.rule.phases[phase].params["sigma"], self.g, {}
         for fb in self.rule.feedback.values():
-            name = update_function_name(fb.name, phase)
+            name = update_function_name(fb.name, phase, descent)
             if name not in self.mod:
                 continue
             if fb.source.scope != "next":
@@ -649,8 +665,10 @@ class RateProgram:
         return out
 
     def apply(self, updates: dict, opt: Optimiser) -> None:
+        """Add the rule's increments ``updates`` (as :meth:`updates` returns them)."""
         if self.backend == "torch" and opt.kind == "adam":
-            return self._apply_torch_adam(updates, opt)
+            return self._apply_torch_adam(
+                {k: {v: -dv for v, dv in d.items()} for k, d in updates.items()}, opt)
         for (proj, layer), d in updates.items():
             st = self.state[proj][layer]
             for var, dv in d.items():
@@ -659,27 +677,27 @@ class RateProgram:
                 else:
                     st[var] += dv
 
-    def _apply_torch_adam(self, updates: dict, opt: Optimiser) -> None:
-        """Adam through torch's fused implementation (same maths as :class:`Optimiser`).
+    def _apply_torch_adam(self, descents: dict, opt: Optimiser) -> None:
+        """Adam through torch's multi-tensor implementation (same maths as :class:`Optimiser`).
 
-        The rule's update stream is handed to torch as the gradient of an objective to
-        *maximise* (``grad = dw``, no negated copy); this is what makes the generated program
-        as fast as autograd backprop with the same optimiser.
+        ``descents``: the negated increments (:meth:`updates` with ``descent=True``), handed
+        to torch as gradients to minimise along; the generated ``descent_*`` functions flip
+        the signs in the code, so no negated copy is made at run time.
         """
         torch = self.xp
         params = []
-        for (proj, layer), d in updates.items():
+        for (proj, layer), d in descents.items():
             st = self.state[proj][layer]
             for var, dv in d.items():
                 if var == "w":
                     st[var].grad = dv
                     params.append(st[var])
                 else:
-                    st[var] += dv
+                    st[var] -= dv
         key = tuple(id(p) for p in params)
         if getattr(self, "_torch_opt_key", None) != key:
             self._torch_opt = torch.optim.Adam(params, lr=opt.lr, betas=opt.betas, eps=opt.eps,
-                                               maximize=True)
+                                               foreach=True)
             self._torch_opt_key = key
         for group in self._torch_opt.param_groups:
             group["lr"] = opt.lr
@@ -702,11 +720,15 @@ class RateProgram:
         else:
             comps = self.errors(self.forward(x), target)
         opt.step()
-        ups = self.updates(comps)
+        descent = self.backend == "torch" and opt.kind == "adam"
+        ups = self.updates(comps, descent=descent)
         for name, ph in self.rule.phases.items():
             if ph.kind == "noise":
-                ups.update(self.mirror_updates(name, comps[0]["r"].shape[0]))
-        self.apply(ups, opt)
+                ups.update(self.mirror_updates(name, comps[0]["r"].shape[0], descent=descent))
+        if descent:
+            self._apply_torch_adam(ups, opt)
+        else:
+            self.apply(ups, opt)
         return comps
 
 
