@@ -300,6 +300,10 @@ class RateProgram:
         exprs = [e.expr for e in self.rule.neuron + self.rule.output] + \
             [u.expr for u in self.rule.updates]
         self.uses_slow = any(e.has(sympy.Function("slow")) for e in exprs)
+        self._populations = self.net.populations
+        self._start_at_zero = sorted({fb.target for fb in self.rule.feedback.values()}
+                                     | set(relaxed_targets(self.rule, "neuron"))
+                                     | set(relaxed_targets(self.rule, "output")))
 
     # -- array helpers ---------------------------------------------------------------
     def _to(self, a):
@@ -375,7 +379,7 @@ class RateProgram:
             raise ShapeError(f"input batch has shape {tuple(x.shape)}, the network expects "
                              f"(batch, {self.net.sizes[0]})")
         comps = [self._comps(x, x)]
-        pops = self.net.populations
+        pops = self._populations
         noise = self.rule.noise.values() if noisy else ()
         r = r_clean = x
         for layer in range(1, self.net.depth + 1):
@@ -470,13 +474,11 @@ class RateProgram:
 
     def _init_compartments(self, comps: list[dict]) -> None:
         """Projection targets and relaxed compartments start at zero."""
-        names = {fb.target for fb in self.rule.feedback.values()}
-        names |= set(relaxed_targets(self.rule, "neuron")) | \
-            set(relaxed_targets(self.rule, "output"))
+        zeros = self.xp.zeros_like
         for c in comps[1:]:
-            for name in names:
+            for name in self._start_at_zero:
                 if name not in c:
-                    c[name] = c["r"] * 0
+                    c[name] = zeros(c["r"])
 
     def _deliver_down(self, comps: list[dict], layer: int) -> None:
         """Projections from the layer above, the output layer and the same layer."""
