@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rate_rules.py --threads 1
 	$(BIN)/python benchmarks/extra_rules.py --epochs 20
 	$(BIN)/python benchmarks/fa_analysis.py
+	$(BIN)/python benchmarks/conv_rules.py
 	$(BIN)/python benchmarks/spiking.py --json benchmarks/results/spiking.json
 	$(BIN)/python -m neurolocal.hardware.lava_target dfa
 	$(BIN)/python -m neurolocal.hardware.lava_target throughput --repeats 5
@@ -38,6 +39,8 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/rate_rules.py --epochs 1 --rules bp fa --out /tmp/nl-rate-quick.json
 	$(BIN)/python benchmarks/extra_rules.py --epochs 1 --rules ar pc --limit 5000 \
 		--out /tmp/nl-extra-quick.json --plot /tmp/nl-extra-quick.png
+	$(BIN)/python benchmarks/conv_rules.py --epochs 1 --limit 3000 --rows dfa readout \
+		--out /tmp/nl-conv-quick.json
 	$(BIN)/python benchmarks/spiking.py --quick
 	$(BIN)/python benchmarks/conversion.py --quick
 
