@@ -36,6 +36,14 @@ def _fn(name: str) -> str:
     return name.replace("-", "_")
 
 
+def _equation_lines(eq, pr: ArrayPrinter) -> list[str]:
+    value = pr.doprint(eq.expr)
+    if all(ref.scope == "glob" for ref in refs_in(eq.expr)):
+        # a constant (e.g. neuron delta = 0): one value per neuron, all the same
+        value = f"{value} + ops.zeros_like(c['r'])"
+    return [f"    # {eq.target} = {eq.text}", f"    c[{eq.target!r}] = {value}"]
+
+
 def generate_rate_source(rule: Rule, target: str = "numpy") -> str:
     """The Python module text that executes ``rule`` in rate mode."""
     if target not in TARGETS:
@@ -48,12 +56,7 @@ def generate_rate_source(rule: Rule, target: str = "numpy") -> str:
         lines.append(f"def {where}(c, g):")
         for eq in eqs:
             if eq.phase is None:
-                lines.append(f"    # {eq.target} = {eq.text}")
-                value = pr.doprint(eq.expr)
-                if all(ref.scope == "glob" for ref in refs_in(eq.expr)):
-                    # a constant (e.g. neuron delta = 0): one value per neuron all the same
-                    value = f"{value} + ops.zeros_like(c['r'])"
-                lines.append(f"    c[{eq.target!r}] = {value}")
+                lines += _equation_lines(eq, pr)
         lines += ["    return c", ""]
     if is_dynamic(rule):
         lines += _dynamic_functions(rule, pr)
@@ -87,12 +90,7 @@ def _dynamic_functions(rule: Rule, pr: ArrayPrinter) -> list[str]:
         lines.append(f"def {where}_derived(c, g):")
         for eq in eqs:
             if eq.phase is None and eq.target not in dynamic:
-                lines.append(f"    # {eq.target} = {eq.text}")
-                value = pr.doprint(eq.expr)
-                if all(ref.scope == "glob" for ref in refs_in(eq.expr)):
-                    # a constant (e.g. neuron delta = 0): one value per neuron all the same
-                    value = f"{value} + ops.zeros_like(c['r'])"
-                lines.append(f"    c[{eq.target!r}] = {value}")
+                lines += _equation_lines(eq, pr)
         lines += ["    return c", ""]
         for phase in rule.phases:
             during = [e for e in eqs if e.phase == phase]
