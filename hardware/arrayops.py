@@ -35,6 +35,19 @@ def _np_conv_affine(r, w, spec):
         .reshape(-1, spec.out_size)
 
 
+def torch_device(device: str):
+    """``torch.device(device)``, or a clear error where torch cannot reach it."""
+    import torch
+
+    from neurolocal.errors import NeurolocalError
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NeurolocalError(f"--device {device}: torch sees no CUDA device here; "
+                              "use --device cpu")
+    return dev
+
+
 def numpy_ops() -> SimpleNamespace:
     return SimpleNamespace(
         patches=_np_patches, positions=_np_positions, conv_affine=_np_conv_affine,

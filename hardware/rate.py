@@ -25,7 +25,7 @@ from neurolocal.rule import FORWARD, FeedbackDecl, Rule
 from neurolocal.symbols import AXON_SIGNALS, refs_in
 from neurolocal.terms import split_terms
 
-from .arrayops import numpy_ops, torch_ops
+from .arrayops import numpy_ops, torch_device, torch_ops
 from .codegen import ArrayPrinter, update_term_lines
 
 RATE_ALIASES = ("s", "x1", "x2", "y1", "y2", "y3")
@@ -279,7 +279,7 @@ class RateProgram:
         self.source = generate_rate_source(self.rule, backend)
         if backend == "torch":
             import torch
-            self.xp, self.ops, self.device = torch, torch_ops(), torch.device(device)
+            self.xp, self.ops, self.device = torch, torch_ops(), torch_device(device)
         else:
             if device != "cpu":
                 raise LoweringError(f"the numpy backend runs on the cpu, not {device!r}")

@@ -25,7 +25,7 @@ from neurolocal.network import Network, build_mlp
 from neurolocal.rule import FORWARD, Rule
 from neurolocal.symbols import AXON_SIGNALS
 
-from .arrayops import torch_ops
+from .arrayops import torch_device, torch_ops
 from .codegen import ArrayPrinter, update_term_lines
 from .spiking import (
     FeedbackPlan,
@@ -167,10 +167,7 @@ class SnnTorchProgram:
         self.net, self.rule = net, net.rule
         self.program = lower_rule(net.rule, config, allow_nonlocal=allow_nonlocal)
         self.cfg = self.program.config
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise NeurolocalError(f"--device {device}: torch sees no CUDA device here; "
-                                  "use --device cpu")
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         self.ops = torch_ops()
         self.source = generate_source(self.program)

@@ -159,3 +159,28 @@ def test_held_values_run_when_the_hold_phase_is_declared():
     d = prog.updates(comps)[(FORWARD, 1)]["w"]
     pre = np.concatenate([x, np.ones((len(x), 1), np.float32)], 1)
     np.testing.assert_allclose(d, -0.01 * comps[1]["err"].T @ pre / len(x), rtol=1e-5)
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_cuda_without_cuda_is_a_clear_error(spiking, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from neurolocal.cli import main
+
+    args = ["train", "--rule", "dfa", "--device", "cuda", "--samples", "20", "--json"]
+    assert main(args + (["--spiking"] if spiking else [])) == 2
+    assert "torch sees no CUDA device here; use --device cpu" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_torch_program_on_cuda_matches_the_cpu_one():
+    sizes = [20, 16, 5]
+    rule = nl.get_rule("dfa")
+    progs = {d: RateProgram(nl.build_mlp(sizes, rule, seed=3), backend="torch", device=d)
+             for d in ("cpu", "cuda")}
+    opts = {d: Optimiser("sgd") for d in progs}
+    for x, y in _batches(5, sizes):
+        for d, p in progs.items():
+            p.learn(x, y, opts[d])
+    a, b = progs["cpu"].sync(), progs["cuda"].sync()
+    np.testing.assert_allclose(a.state[FORWARD][1]["w"], b.state[FORWARD][1]["w"], atol=1e-5)
