@@ -89,6 +89,18 @@ def test_batched_snntorch_averages_updates_like_the_reference():
         np.testing.assert_allclose(b["increments"][key]["w"].numpy(), d["w"], atol=1e-12)
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_snntorch_on_cuda_agrees_with_the_reference():
+    config = SpikingConfig(timesteps=T)
+    net, ref, spikes, targets = _setup("dfa", config)
+    snn = SnnTorchProgram(net, config, dtype="float64", device="cuda")
+    batch = np.moveaxis(spikes, 0, 1)
+    a = ref.run_epoch(batch, targets)
+    b = snn.run_epoch(batch, targets)
+    for key, d in a["increments"].items():
+        np.testing.assert_allclose(b["increments"][key]["w"].cpu().numpy(), d["w"], atol=1e-10)
+
+
 def test_float32_snntorch_stays_close_to_the_reference():
     config = SpikingConfig(timesteps=T)
     net, ref, spikes, targets = _setup("dfa", config)
