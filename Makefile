@@ -36,7 +36,8 @@ bench: $(STAMP)
 
 # the same scripts at smoke-test sizes (minutes): do they run?
 bench-quick: $(STAMP)
-	$(BIN)/python benchmarks/rate_rules.py --epochs 1 --rules bp fa --out /tmp/nl-rate-quick.json
+	$(BIN)/python benchmarks/rate_rules.py --epochs 1 --rules bp fa --out /tmp/nl-rate-quick.json \
+		--plot /tmp/nl-rate-quick.png
 	$(BIN)/python benchmarks/extra_rules.py --epochs 1 --rules ar pc --limit 5000 \
 		--out /tmp/nl-extra-quick.json --plot /tmp/nl-extra-quick.png
 	$(BIN)/python benchmarks/conv_rules.py --epochs 1 --limit 3000 --rows dfa readout \

@@ -84,6 +84,7 @@ def main() -> int:
     ap.add_argument("--rules", nargs="+", default=RULES)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rate_rules.json"))
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "rate_rules.png"))
     ap.add_argument("--merge", action="store_true",
                     help="keep the other rules' rows from an earlier --out file")
     ap.add_argument("--throughput-only", action="store_true",
@@ -141,7 +142,7 @@ def main() -> int:
                               indent=2))
     if history:
         print("rows from earlier runs: " + "; ".join(history))
-    _plot(rows, ROOT / "docs" / "img" / "rate_rules.png")
+    _plot(rows, Path(args.plot))
     return 0
 
 
