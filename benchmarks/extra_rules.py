@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _plotting import plot_curves
 
 from neurolocal.data import load_dataset
 from neurolocal.hardware.rate import RateProgram
@@ -172,7 +173,7 @@ def main() -> int:
                                "epochs": args.epochs, "hidden": args.hidden,
                                "rows": rows, "claims": {k: list(v) for k, v in checked.items()},
                                "targets": table}, indent=2, default=float))
-    _plot(rows, Path(args.plot))
+    plot_curves({n: r["curve"] for n, r in rows.items()}, Path(args.plot), markers=True)
     return 0
 
 
@@ -181,22 +182,6 @@ def _trained_program(checkpoint: str) -> RateProgram:
     from neurolocal.io import load_checkpoint
     net, _ = load_checkpoint(checkpoint)
     return RateProgram(net, backend="torch", allow_nonlocal=True)
-
-
-def _plot(rows: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, r in rows.items():
-        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MNIST test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(ncol=3, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _plotting import plot_curves
 
 from neurolocal.hardware.rate import Optimiser, RateProgram
 from neurolocal.network import build_mlp
@@ -91,6 +92,9 @@ def main() -> int:
                     help="re-measure throughput only; accuracy rows come from --out")
     args = ap.parse_args()
     if args.throughput_only:
+        if not Path(args.out).exists():
+            ap.error(f"--throughput-only reads the accuracy rows from --out {args.out}, which "
+                     "does not exist; run once without --throughput-only first")
         args.merge, args.rules = True, []
     torch.set_num_threads(args.threads)
     cfg = TrainConfig()
@@ -142,25 +146,8 @@ def main() -> int:
                               indent=2))
     if history:
         print("rows from earlier runs: " + "; ".join(history))
-    _plot(rows, Path(args.plot))
+    plot_curves({r["rule"]: r["curve"] for r in rows}, Path(args.plot), ylim=(94, 99))
     return 0
-
-
-def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], label=r["rule"])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MNIST test accuracy (%)")
-    ax.set_ylim(94, 99)
-    ax.grid(alpha=0.3)
-    ax.legend(ncol=3, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
