@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-nonlocal", action="store_true")
     s.set_defaults(func=cmd_compile)
 
-    s = sub.add_parser("train", help="train an MLP with a rule (rate mode, or --spiking)")
+    s = sub.add_parser("train", help="train an MLP or conv net with a rule (rate mode, or "
+                                     "--spiking)")
     s.add_argument("--rule", required=True)
     s.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
     s.add_argument("--hidden", type=int, nargs="*", default=[500],
@@ -213,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "works; or $NEUROLOCAL_BRIAN2_CODEGEN)")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("demo", help="train, check, compare against backprop, print a table")
+    s = sub.add_parser("demo", help="check, train (rate and online spiking), convert, print a "
+                                    "table")
     s.add_argument("--quick", action="store_true", help="a smaller run (CI smoke test)")
     s.set_defaults(func=cmd_demo)
 
