@@ -48,9 +48,17 @@ def torch_device(device: str):
     return dev
 
 
+def _np_conv_outer(post, pre, pre_bias, spec):
+    """Sum over samples and positions of post x receptive field, bias column appended."""
+    rows = _np_positions(post, spec)
+    w = rows.T @ _np_patches(pre, spec)
+    return np.concatenate([w, rows.sum(0)[:, None] * pre_bias], 1)
+
+
 def numpy_ops() -> SimpleNamespace:
     return SimpleNamespace(
         patches=_np_patches, positions=_np_positions, conv_affine=_np_conv_affine,
+        conv_outer=_np_conv_outer,
         exp=np.exp, log=np.log, tanh=np.tanh, sign=np.sign, abs=np.abs, sqrt=np.sqrt,
         step=lambda x: (np.asarray(x) > 0).astype(np.float32),
         maximum=np.maximum, minimum=np.minimum,
@@ -83,8 +91,18 @@ def torch_ops() -> SimpleNamespace:
         return F.conv2d(x, kernel, w[:, -1], stride=spec.stride,
                         padding=spec.padding).flatten(1)
 
+    def conv_outer(post, pre, pre_bias, spec):
+        """The kernel gradient convolution (no unfolding), bias column appended."""
+        x = pre.reshape(-1, spec.in_channels, spec.in_height, spec.in_width)
+        grad = post.reshape(-1, spec.out_channels, spec.out_height, spec.out_width)
+        w = torch.nn.grad.conv2d_weight(
+            x, (spec.out_channels, spec.in_channels, spec.kernel, spec.kernel), grad,
+            stride=spec.stride, padding=spec.padding)
+        bias = grad.sum((0, 2, 3)) * pre_bias
+        return torch.cat([w.reshape(spec.out_channels, -1), bias[:, None]], 1)
+
     return SimpleNamespace(
-        patches=patches, positions=positions, conv_affine=conv_affine,
+        patches=patches, positions=positions, conv_affine=conv_affine, conv_outer=conv_outer,
         exp=lambda x: torch.exp(_t(x)), log=lambda x: torch.log(_t(x)),
         tanh=lambda x: torch.tanh(_t(x)), sign=lambda x: torch.sign(_t(x)),
         abs=lambda x: torch.abs(_t(x)), sqrt=lambda x: torch.sqrt(_t(x)),

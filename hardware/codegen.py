@@ -113,8 +113,8 @@ class ArrayPrinter(ExprPrinter):
         return f"slow({self.names[ref.scope]}, {key!r})"
 
 
-def update_term_lines(terms, var: str, pr: ExprPrinter, prb: ExprPrinter
-                      ) -> tuple[list[str], bool]:
+def update_term_lines(terms, var: str, pr: ExprPrinter, prb: ExprPrinter, *,
+                      conv_bias=None) -> tuple[list[str], bool]:
     """Lines computing ``d[var] = sum(terms)`` over rows of pre/post, divided by ``n``.
 
     Shared by every array target that evaluates an update as batched matrices (the rate
@@ -122,7 +122,9 @@ def update_term_lines(terms, var: str, pr: ExprPrinter, prb: ExprPrinter
     sum-of-products terms (:class:`neurolocal.terms.Term`-like: ``coef pre post syn mixed``,
     ``separable``); ``pr`` prints ``pre``/``post``/``syn`` as (rows x neurons) arrays,
     ``prb`` as broadcastable ``preb``/``postb``. Returns the lines and whether a
-    non-separable term needs ``preb``/``postb``.
+    non-separable term needs ``preb``/``postb``. ``conv_bias`` (conv layers, pre/post as
+    flat maps): a function giving a term's pre factor at the bias neuron; pre x post terms
+    then become ``ops.conv_outer`` (a kernel-gradient convolution plus the bias column).
     """
     out: list[str] = []
     full = pairwise = False
@@ -133,6 +135,10 @@ def update_term_lines(terms, var: str, pr: ExprPrinter, prb: ExprPrinter
             body = (f"(({prb.doprint(t.pre * t.post * t.mixed)}) + "
                     f"ops.zeros_like(postb['r'] * preb['r'])).sum(0) / n")
             full = pairwise = True
+        elif t.pre != 1 and t.post != 1 and conv_bias is not None:
+            body = (f"ops.conv_outer({coef} / n * {pr.doprint(t.post)}, {pr.doprint(t.pre)}, "
+                    f"{conv_bias(t)}, spec)")
+            coef, full = "", True
         elif t.pre != 1 and t.post != 1:
             # scale the small (rows x post) operand, not the (post x pre) product
             body = f"ops.matmul(({coef} / n * {pr.doprint(t.post)}).T, {pr.doprint(t.pre)})"

@@ -22,7 +22,7 @@ from neurolocal.errors import LoweringError, RuleError
 from neurolocal.feedback_weights import evaluate_weights
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl, Rule
-from neurolocal.symbols import AXON_SIGNALS, refs_in
+from neurolocal.symbols import AXON_SIGNALS, Ref, refs_in
 from neurolocal.terms import split_terms
 
 from .arrayops import numpy_ops, torch_device, torch_ops
@@ -61,11 +61,11 @@ def generate_rate_source(rule: Rule, target: str = "numpy") -> str:
     if is_dynamic(rule):
         lines += _dynamic_functions(rule, pr)
     groups = sorted({(u.projection, u.phase) for u in rule.updates}, key=str)
-    for proj, phase in groups:
-        lines += _update_function(rule, proj, phase)
-    if target == "torch":
+    for descent in (False, True) if target == "torch" else (False,):
         for proj, phase in groups:
-            lines += _update_function(rule, proj, phase, descent=True)
+            lines += _update_function(rule, proj, phase, descent=descent)
+            if proj == FORWARD and _conv_ready(rule, phase):
+                lines += _update_function(rule, proj, phase, descent=descent, conv=True)
     return "\n".join(lines) + "\n"
 
 
@@ -104,13 +104,43 @@ def _dynamic_functions(rule: Rule, pr: ArrayPrinter) -> list[str]:
     return lines
 
 
-def update_function_name(projection: str, phase: str | None, descent: bool = False) -> str:
-    return ("descent_" if descent else "update_") + _fn(projection) + \
-        (f"_{_fn(phase)}" if phase else "")
+def update_function_name(projection: str, phase: str | None, descent: bool = False,
+                         conv: bool = False) -> str:
+    return ("conv_" if conv else "") + ("descent_" if descent else "update_") + \
+        _fn(projection) + (f"_{_fn(phase)}" if phase else "")
+
+
+def _pre_fills(expr: sympy.Expr) -> dict:
+    """Each pre-synaptic symbol -> its value at the always-on bias neuron."""
+    out = {}
+    for sym in expr.free_symbols:
+        ref = Ref.of(sym)
+        if ref.scope == "pre":
+            out[sym] = 1 if ref.name in AXON_SIGNALS or ref.name == "r" else 0
+    return out
+
+
+def _conv_ready(rule: Rule, phase: str | None) -> bool:
+    """Can a conv layer's update skip unfolding receptive fields (``conv_update_W``)?
+
+    Yes when every term is ``coef * pre * post`` whose pre factor vanishes at zero input
+    (so zero padding contributes nothing; a kernel-gradient convolution then computes it),
+    or a synapse-only term. Anything else runs the generic unfolded path.
+    """
+    for u in rule.updates_for(FORWARD, phase):
+        for t in split_terms(u.expr):
+            if t.pre == 1 and t.post == 1 and t.separable:
+                continue
+            if not t.separable or t.pre == 1 or t.post == 1 or t.syn != 1:
+                return False
+            zero = {sym: 0 for sym in _pre_fills(t.pre)}
+            if sympy.simplify(t.pre.xreplace(zero)) != 0:
+                return False
+    return bool(rule.updates_for(FORWARD, phase))
 
 
 def _update_function(rule: Rule, proj: str, phase: str | None,
-                     descent: bool = False) -> list[str]:
+                     descent: bool = False, conv: bool = False) -> list[str]:
     """``update_<proj>(pre, post, syn, g, n)``: rows of pre/post are summed, then divided by n.
 
     Dense layers: a row is a sample and ``n`` the batch size (the batch mean). Conv layers:
@@ -119,16 +149,19 @@ def _update_function(rule: Rule, proj: str, phase: str | None,
     ``descent``: ``descent_<proj>`` returns the negated increments (every coefficient's sign
     flipped in the generated text, so it costs nothing): the descent direction that torch's
     optimisers minimise along, without a negated copy of the update at run time.
+    ``conv``: ``conv_update_W(pre, post, syn, g, n, spec)`` for a conv layer whose rule is
+    :func:`_conv_ready`: pre/post are the flat maps, each term a kernel-gradient convolution.
     """
     pr = ArrayPrinter({"pre": "pre", "post": "post", "syn": "syn"})
     prb = ArrayPrinter({"pre": "preb", "post": "postb", "syn": "syn"})
-    out = [f"def {update_function_name(proj, phase, descent)}(pre, post, syn, g, n):",
-           "    d = {}"]
+    args = "pre, post, syn, g, n, spec" if conv else "pre, post, syn, g, n"
+    out = [f"def {update_function_name(proj, phase, descent, conv)}({args}):", "    d = {}"]
     pairwise = False
     for u in rule.updates_for(proj, phase):
         out.append(f"    # {'-' if descent else ''}d{u.var} = {u.text}")
         expr = -u.expr if descent else u.expr
-        lines, needs = update_term_lines(split_terms(expr), u.var, pr, prb)
+        bias = (lambda t: pr.doprint(t.pre.xreplace(_pre_fills(t.pre)))) if conv else None
+        lines, needs = update_term_lines(split_terms(expr), u.var, pr, prb, conv_bias=bias)
         out += lines
         pairwise = pairwise or needs
     if pairwise:
@@ -619,9 +652,14 @@ class RateProgram:
         """
         g, n, out = self.g, comps[0]["r"].shape[0], {}
         name = update_function_name(FORWARD, phase, descent)
+        conv_name = update_function_name(FORWARD, phase, descent, conv=True)
         if name in self.mod:
             for layer in range(1, self.net.depth + 1):
                 spec = self.net.convs.get(layer)
+                if spec is not None and conv_name in self.mod:
+                    out[(FORWARD, layer)] = self.mod[conv_name](
+                        comps[layer - 1], comps[layer], self.state[FORWARD][layer], g, n, spec)
+                    continue
                 if spec is None:
                     pre, post = _Augmented(comps[layer - 1], self.xp), comps[layer]
                 else:

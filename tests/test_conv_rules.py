@@ -166,3 +166,30 @@ def test_a_constant_neuron_equation_broadcasts_to_the_layer(conv):
     for layer in range(1, depth):
         assert np.abs(prog._np(ups[(FORWARD, layer)]["w"])).max() == 0
     assert np.abs(prog._np(ups[(FORWARD, depth)]["w"])).max() > 1e-3
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("text, fast", [
+    ("on W: dw = -lr * post.delta * pre.r - lr * 0.01 * syn.w", True),
+    ("on W: dw = -lr * post.delta * pre.r * pre.r", True),
+    ("on W: dw = -lr * post.delta * (pre.r + 1)", False),  # (r + 1) is 1 in the padding
+])
+def test_kernel_gradient_convolution_equals_the_unfolded_update(backend, text, fast):
+    from neurolocal.hardware.rate import update_function_name
+    from neurolocal.parser import parse_rule
+
+    rule = parse_rule("rule t\nglobal lr = 0.1\noutput err = r - target\noutput delta = err\n"
+                      "feedback B = output.err -> err via random\nneuron delta = err * dphi\n"
+                      + text + "\n")
+    prog = RateProgram(build_cnn((1, 12, 12), CONVS, [], 5, rule), backend=backend)
+    assert (update_function_name(FORWARD, None, conv=True) in prog.mod) == fast
+    x, y = _batch()
+    comps = prog.errors(prog.forward(x), prog._to(np.eye(5, dtype=np.float32)[y]))
+    ups = prog.updates(comps)
+    mod, prog.mod = prog.mod, {k: v for k, v in prog.mod.items() if not k.startswith("conv_")}
+    unfolded = prog.updates(comps)
+    prog.mod = mod
+    for layer in (1, 2):
+        a, b = prog._np(ups[(FORWARD, layer)]["w"]), prog._np(unfolded[(FORWARD, layer)]["w"])
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert np.abs(b).max() > 1e-4
