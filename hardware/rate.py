@@ -269,9 +269,6 @@ class _Augmented(dict):
 
     def __missing__(self, key):
         base = self.comps[key]
-        if getattr(base, "ndim", 0) != 2:  # a constant broadcasts as is
-            self[key] = base
-            return base
         if self.rows is not None:
             base = self.rows(base)
         name = key.split("@")[0]
@@ -291,9 +288,7 @@ class _Positions(dict):
         self.comps, self.spec, self.ops = comps, spec, ops
 
     def __missing__(self, key):
-        value = self.comps[key]
-        if getattr(value, "ndim", 0) == 2:  # a constant (neuron delta = 0) broadcasts as is
-            value = self.ops.positions(value, self.spec)
+        value = self.ops.positions(self.comps[key], self.spec)
         self[key] = value
         return value
 
