@@ -264,6 +264,16 @@ class _NeuronProgram:
         self._equations_fn(self._c, self._g)
         return self._emit()
 
+    def _fire(self, vth) -> np.ndarray:
+        """Threshold and reset after the sub-threshold update (float or fixed units)."""
+        if self._subtract:  # the previous step's spike is subtracted now
+            self.v[:] = self.v - vth * self._last
+        spikes = self.v > vth
+        if not self._subtract:
+            self.v[spikes] = 0
+        self._last = spikes
+        return spikes
+
     def _recv(self, port):
         return port.recv() if port.csp_ports else self._zeros_in
 
@@ -332,13 +342,7 @@ class NeuroLIFModelFloat(_NeuronProgram, LearningNeuronModelFloat, AbstractPyLif
 
     def _lif_step(self, a: np.ndarray) -> np.ndarray:
         self.subthr_dynamics(activation_in=a)
-        if self._subtract:
-            self.v[:] = self.v - self.vth * self._last
-        spikes = self.v > self.vth
-        if not self._subtract:
-            self.v[spikes] = 0
-        self._last = spikes
-        return spikes
+        return self._fire(self.vth)
 
     @staticmethod
     def _quantise_channel(y: np.ndarray) -> np.ndarray:
@@ -381,13 +385,7 @@ class NeuroLIFModelFixed(_NeuronProgram, LearningNeuronModelFixed, AbstractPyLif
             self.effective_vth = np.left_shift(self.vth, self.vth_shift)
             self.isthrscaled = True
         self.subthr_dynamics(activation_in=np.asarray(a, dtype=np.int32))
-        if self._subtract:
-            self.v[:] = self.v - self.effective_vth * self._last
-        spikes = self.v > self.effective_vth
-        if not self._subtract:
-            self.v[spikes] = 0
-        self._last = spikes
-        return spikes
+        return self._fire(self.effective_vth)
 
     @staticmethod
     def _quantise_channel(y: np.ndarray) -> np.ndarray:
