@@ -30,8 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fa_analysis.py
 	$(BIN)/python benchmarks/conv_rules.py
 	$(BIN)/python benchmarks/spiking.py --json benchmarks/results/spiking.json
-	$(BIN)/python -m neurolocal.hardware.lava_target dfa
-	$(BIN)/python -m neurolocal.hardware.lava_target throughput --repeats 5
+	$(BIN)/python benchmarks/lava_learning.py dfa
+	$(BIN)/python benchmarks/lava_learning.py throughput --repeats 5
 	$(BIN)/python benchmarks/conversion.py
 
 # the same scripts at smoke-test sizes (minutes): do they run?

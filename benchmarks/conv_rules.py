@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurolocal.data import iterate_minibatches, load_dataset
-from neurolocal.hardware.rate import Optimiser, RateProgram
+from neurolocal.app.data import iterate_minibatches, load_dataset
+from neurolocal.app.training import accuracy
+from neurolocal.hardware.rate import Optimiser, RateRunner
 from neurolocal.locality import check_locality
 from neurolocal.network import build_cnn
 from neurolocal.parser import parse_rule
 from neurolocal.rule import FORWARD
 from neurolocal.rules import get_rule
-from neurolocal.train import accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 CONVS = [(32, 5, 2, 2), (64, 5, 2, 2)]
@@ -56,19 +56,19 @@ def _net(rule, seed: int):
 
 def run_rule(rule, tr, te, args) -> dict:
     net = _net(rule, args.seed)
-    prog = RateProgram(net, backend="torch", seed=args.seed)
+    prog = RateRunner(net, backend="torch", seed=args.seed)
     opt = Optimiser("adam", lr=None)
     eye = np.eye(10, dtype=np.float32)
     curve, seconds = [], 0.0
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
         for xb, yb in iterate_minibatches(tr.x, tr.y, 50, shuffle=True, seed=args.seed + epoch):
-            prog.learn(xb, eye[yb], opt)
+            prog.step(xb, eye[yb], opt)
         seconds += time.perf_counter() - t0
         opt.lr *= 0.8
         curve.append(accuracy(prog, te.x, te.y))
         print(f"  {rule.name} epoch {epoch}: {curve[-1]:.2f}%", file=sys.stderr)
-    from neurolocal.metrics import update_angles
+    from neurolocal.app.metrics import update_angles
     angles = update_angles(prog, te.x[:200], te.y[:200])
     return {"rule": rule.name, "test_accuracy": curve[-1], "curve": curve,
             "seconds": seconds, "local": check_locality(rule).local,

@@ -110,8 +110,8 @@ def _train(name, arch, shape, x, y, epochs, seed=0):
 def _model(name, args, data):
     import torch
 
+    from neurolocal.app.data import default_cache_dir
     from neurolocal.converters.torch_import import load_torch_file
-    from neurolocal.data import default_cache_dir
 
     arch, shape = ARCH[name]
     epochs = args.epochs_mlp if name == "mlp" else args.epochs_cnn
@@ -139,9 +139,9 @@ def _bench_model(name, args, data, ts, lava_ts):
     from neurolocal.converters.model import ann_forward
     from neurolocal.converters.normalise import normalise, set_neurons
     from neurolocal.converters.quantise import quantise, sweep_fixed
-    from neurolocal.converters.snn_brian2 import run_brian2
-    from neurolocal.converters.snn_lava import run_lava
-    from neurolocal.converters.snn_torch import run_snntorch, sweep_snntorch
+    from neurolocal.hardware.brian2.inference import run_brian2
+    from neurolocal.hardware.lava.inference import run_lava
+    from neurolocal.hardware.snntorch.inference import run_snntorch, sweep_snntorch
 
     ann, path = _model(name, args, data)
     x, _ = data["train"]
@@ -306,7 +306,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from neurolocal.data import load_dataset
+    from neurolocal.app.data import load_dataset
 
     t_start = time.perf_counter()
     tr = load_dataset("mnist", "train")

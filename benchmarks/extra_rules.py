@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from _plotting import plot_curves
 
-from neurolocal.data import load_dataset
-from neurolocal.hardware.rate import RateProgram
+from neurolocal.app.data import load_dataset
+from neurolocal.app.metrics import relaxed_cosines
+from neurolocal.app.training import TrainConfig, train
+from neurolocal.hardware.rate import RateRunner
 from neurolocal.locality import check_locality
-from neurolocal.metrics import relaxed_cosines
 from neurolocal.rules import get_rule
-from neurolocal.train import TrainConfig, train
 
 RULES = ["bp", "fa", "dfa", "ar-exact", "ar", "pc", "dyninv", "pal", "ia", "sdfa"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,11 +177,11 @@ def main() -> int:
     return 0
 
 
-def _trained_program(checkpoint: str) -> RateProgram:
+def _trained_program(checkpoint: str) -> RateRunner:
     """A program holding the trained weights, from the run's checkpoint."""
-    from neurolocal.io import load_checkpoint
+    from neurolocal.checkpoint import load_checkpoint
     net, _ = load_checkpoint(checkpoint)
-    return RateProgram(net, backend="torch", allow_nonlocal=True)
+    return RateRunner(net, backend="torch", allow_nonlocal=True)
 
 
 if __name__ == "__main__":

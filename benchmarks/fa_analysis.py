@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from neurolocal.hardware.rate import Optimiser, RateProgram
-from neurolocal.metrics import feedback_angles
+from neurolocal.app.metrics import feedback_angles
+from neurolocal.hardware.rate import Optimiser, RateRunner
 from neurolocal.network import build_mlp
 from neurolocal.rules import get_rule
 
@@ -49,17 +49,17 @@ def run(rule_name: str, *, steps: int = 2000, hidden: int = 1000, wd: float = 0.
     if "wd" in rule.globals:
         rule = rule.with_globals(wd=wd)
     net = build_mlp([x.shape[1], hidden, 1], rule, output_activation="linear", seed=seed)
-    prog = RateProgram(net, backend="numpy", seed=seed)
+    prog = RateRunner(net, backend="numpy", seed=seed)
     opt = Optimiser("sgd", lr=lr)
     curve, angles, at = [], [], []
     for step in range(steps + 1):
         if step % every == 0:
             out = prog.predict(x)
             curve.append(float(0.5 * np.mean((out - y) ** 2)))
-            angles.append(feedback_angles(prog)["B1"])
+            angles.append(feedback_angles(prog.sync())["B1"])
             at.append(step)
         if step < steps:
-            prog.learn(x, y, opt)
+            prog.step(x, y, opt)
     loss = np.array(curve)
     # exponential rate: slope of log(loss) over the second half of the run
     half = len(at) // 2

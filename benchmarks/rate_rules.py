@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from _plotting import plot_curves
 
-from neurolocal.hardware.rate import Optimiser, RateProgram
+from neurolocal.app.training import TrainConfig, train
+from neurolocal.hardware.rate import Optimiser, RateRunner
 from neurolocal.network import build_mlp
 from neurolocal.rules import get_rule
-from neurolocal.train import TrainConfig, train
 
 RULES = ["bp", "fa", "dfa", "kp", "wm", "usf", "brsf", "frsf", "fa-decay"]
 FLOORS = {"bp": 98.3, "fa": 97.8, "dfa": 97.8, "kp": 98.2, "wm": 98.2, "usf": 98.0,
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def throughput(rule_name: str, batch: int, steps: int = 150, repeats: int = 3) -> float:
     """Samples/s of one training step of the generated program (best of ``repeats``)."""
     rule = get_rule(rule_name)
-    prog = RateProgram(build_mlp([784, 500, 10], rule), backend="torch", allow_nonlocal=True)
+    prog = RateRunner(build_mlp([784, 500, 10], rule), backend="torch", allow_nonlocal=True)
     opt = Optimiser("adam")
     x = torch.rand(batch, 784)
     y = torch.eye(10)[torch.randint(0, 10, (batch,))]
@@ -44,7 +44,7 @@ def throughput(rule_name: str, batch: int, steps: int = 150, repeats: int = 3) -
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(steps):
-            prog.learn(x, y, opt)
+            prog.step(x, y, opt)
         best = max(best, steps * batch / (time.perf_counter() - t0))
     return best
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 
 def _args(argv=None):
@@ -67,8 +68,17 @@ def _table(title: str, header: list[str], rows: list[list]) -> str:
 
 
 def _config(a):
-    from neurolocal.hardware.spiking import SpikingConfig
+    from neurolocal.hardware.semantics import SpikingConfig
     return SpikingConfig(timesteps=a.timesteps)
+
+
+def _train(a, target, lr, **kw):
+    """One run of the project's training loop (the same loop ``neurolocal train`` runs)."""
+    from neurolocal.app.training import TrainConfig, train
+
+    cfg = TrainConfig(rule=a.rule, target=target, hidden=[a.hidden], timesteps=a.timesteps,
+                      seed=a.seed, globals={"lr": lr}, **kw)
+    return train(cfg, progress=False).to_dict()
 
 
 def _rule(a, lr):
@@ -81,13 +91,11 @@ def _rule(a, lr):
 
 
 def accuracy_section(a, out):
-    from neurolocal.hardware.snntorch_target import train
-    res = train(_rule(a, a.lr), hidden=(a.hidden,), epochs=a.epochs, batch_size=a.batch_size,
-                samples=2000 if a.quick else None, test_samples=1000 if a.quick else None,
-                config=_config(a), seed=a.seed, device=a.device, lr_decay=a.lr_decay)
-    res.pop("program")
+    res = _train(a, "snntorch", a.lr, epochs=a.epochs, batch_size=a.batch_size,
+                 limit=2000 if a.quick else None, test_limit=1000 if a.quick else None,
+                 device=a.device, lr_decay=a.lr_decay)
     out["accuracy"] = res
-    rows = [[h["epoch"], f"{h['test_accuracy']:.2f}", f"{h['lr']:.4g}", f"{h['seconds']:.0f}"]
+    rows = [[h["epoch"], f"{h['test_accuracy']:.2f}", f"{h['step']:.4g}", f"{h['seconds']:.0f}"]
             for h in res["history"]]
     print(_table(f"online spiking {a.rule} on snntorch: 784-{a.hidden}-10, T={a.timesteps}, "
                  f"batch {a.batch_size}, {res['samples']} training / {res['test_samples']} "
@@ -100,36 +108,20 @@ def accuracy_section(a, out):
 
 
 def subset_section(a, out):
-    from neurolocal.data import load_dataset
-    from neurolocal.hardware.brian2_target import Brian2Runner
-    from neurolocal.hardware.snntorch_target import train
-    from neurolocal.network import build_mlp
-
-    cfg, rule = _config(a), _rule(a, a.subset_lr)
-    res_t = train(rule, hidden=(a.hidden,), epochs=1, batch_size=1, samples=a.subset,
-                  test_samples=a.test_subset, config=cfg, seed=a.seed, progress=False)
-    res_t.pop("program")
-    tr = load_dataset("mnist", "train", limit=a.subset, verbose=False)
-    te = load_dataset("mnist", "test", limit=a.test_subset, verbose=False)
-    net = build_mlp([784, a.hidden, 10], rule, seed=a.seed)
+    """Brian2 beside snntorch, batch 1, the same images and budget, one training loop."""
+    res_t = _train(a, "snntorch", a.subset_lr, batch_size=1, limit=a.subset,
+                   test_limit=a.test_subset)
     t0 = time.perf_counter()
-    runner = Brian2Runner(net, cfg, codegen=a.codegen, input_mode="poisson", seed=a.seed)
-    runner.run(np.array(tr.x[:2]), np.eye(10)[tr.y[:2]])  # compile (cached after once)
+    _train(a, "brian2", a.subset_lr, limit=2, test_limit=2, codegen=a.codegen)  # compile once
     compile_s = time.perf_counter() - t0
-    runner = Brian2Runner(build_mlp([784, a.hidden, 10], rule, seed=a.seed), cfg,
-                          codegen=a.codegen, input_mode="poisson", seed=a.seed)
-    order = np.random.default_rng(a.seed + 1).permutation(len(tr.x))
-    t0 = time.perf_counter()
-    runner.run(np.array(tr.x)[order], np.eye(10)[tr.y[order]], learn=True)
-    train_s = time.perf_counter() - t0
-    scores = runner.run(np.array(te.x), None, learn=False)
-    acc_b = 100.0 * float((scores.argmax(1) == te.y).mean())
-    out["subset"] = {"snntorch": res_t, "brian2": {
-        "test_accuracy": acc_b, "seconds": train_s, "compile_or_load_seconds": compile_s,
-        "codegen": runner.codegen}}
+    res_b = _train(a, "brian2", a.subset_lr, limit=a.subset, test_limit=a.test_subset,
+                   codegen=a.codegen)
+    res_b["compile_or_load_seconds"] = compile_s
+    out["subset"] = {"snntorch": res_t, "brian2": res_b}
     rows = [["snntorch", "generated", f"{res_t['test_accuracy']:.2f}",
              f"{res_t['seconds']:.1f}"],
-            [f"brian2 ({runner.codegen})", "generated", f"{acc_b:.2f}", f"{train_s:.1f}"]]
+            [f"brian2 ({res_b['codegen']})", "generated", f"{res_b['test_accuracy']:.2f}",
+             f"{res_b['seconds']:.1f}"]]
     print(_table(f"online spiking {a.rule}, batch 1, one pass over the first {a.subset} "
                  f"training images, first {a.test_subset} test images (784-{a.hidden}-10, "
                  f"T={a.timesteps}, lr={a.subset_lr}; chance = 10 %)",
@@ -140,151 +132,13 @@ def subset_section(a, out):
 # 3. throughput: generated vs hand-written
 
 
-def handwritten_snntorch(w1, w2, bfb, xs, ys, cfg, lr, batch, gen):
-    """A plain snntorch loop for 784-H-10 DFA with the same semantics, written by hand."""
-    import snntorch as snn
-    import torch
-
-    t_steps = cfg.timesteps
-    lif1 = snn.Leaky(beta=1.0, threshold=1.0, reset_mechanism="zero", reset_delay=False,
-                     surrogate_disable=True)
-    lif2 = snn.Leaky(beta=1.0, threshold=1.0, reset_mechanism="zero", reset_delay=False,
-                     surrogate_disable=True)
-    events = 0.0
-    with torch.no_grad():
-        for i in range(0, len(xs), batch):
-            x, y = xs[i:i + batch], ys[i:i + batch]
-            n = len(x)
-            s_in = (torch.rand((t_steps, *x.shape), generator=gen) < x).to(x.dtype)
-            mem1 = lif1.reset_mem()
-            mem2 = lif2.reset_mem()
-            s0_prev = torch.zeros_like(x)
-            s1_prev = torch.zeros(n, w1.shape[0], dtype=x.dtype)
-            c1 = torch.zeros(n, w1.shape[0], dtype=x.dtype)
-            c2 = torch.zeros(n, w2.shape[0], dtype=x.dtype)
-            a1 = torch.zeros(n, w1.shape[0], dtype=x.dtype)
-            for t in range(t_steps):
-                i1 = s0_prev @ w1[:, :-1].T + w1[:, -1]
-                i2 = s1_prev @ w2[:, :-1].T + (w2[:, -1] if t >= 1 else 0.0)  # bias window
-                s1, mem1 = lif1(i1, mem1)
-                s2, mem2 = lif2(i2, mem2)
-                if t >= 1:  # layer 1's window: steps 1 .. T-1
-                    a1 += i1
-                c1 += s1
-                c2 += s2
-                s0_prev, s1_prev = s_in[t], s1.to(x.dtype)
-            events += float(s_in.sum()) * w1.shape[0] + float(c1.sum()) * w2.shape[0]
-            # rates over each layer's window (T - layer steps)
-            r0, r1, r2 = s_in.mean(0), c1 / (t_steps - 1), c2 / (t_steps - 2)
-            err = r2 - y
-            d1 = (err @ bfb.T) * (c1 > 0) * (a1 / (t_steps - 1) < 1.0)
-            one = torch.ones(n, 1, dtype=x.dtype)
-            w2 -= lr / n * err.T @ torch.cat([r1, one], 1)
-            w1 -= lr / n * d1.T @ torch.cat([r0, one], 1)
-    return events
-
-
-def handwritten_brian2(w1, w2, bfb, cfg, lr, codegen):
-    """A plain Brian2 script for 784-H-10 DFA with the same semantics, written by hand."""
-    from brian2 import (
-        Network,
-        NetworkOperation,
-        NeuronGroup,
-        SpikeMonitor,
-        Synapses,
-        ms,
-        prefs,
-    )
-
-    from neurolocal.hardware.brian2_target import _set_prefs
-    _set_prefs(codegen)
-    del prefs
-    t_ep = cfg.timesteps * ms
-    # T0, T1, T2: the windows of the input, hidden and output layers (T - layer steps)
-    ns = {"T0": float(cfg.timesteps), "T1": float(cfg.timesteps - 1),
-          "T2": float(cfg.timesteps - 2), "lr": float(lr)}
-    h, o = w1.shape[0], w2.shape[0]
-    inp = NeuronGroup(784, "p : 1\ncnt : 1", threshold="rand() < p", reset="cnt += 1",
-                      name="hw_in", dt=1 * ms, namespace=ns)
-    hid = NeuronGroup(h, "v : 1\nI : 1\nb : 1\ncnt : 1\nasum : 1\nerr : 1\nage : 1 (shared)",
-                      threshold="v > 1", reset="v = 0\ncnt += 1", name="hw_hid", dt=1 * ms,
-                      namespace=ns)
-    out = NeuronGroup(o, "v : 1\nI : 1\nb : 1\ncnt : 1\ntarget : 1\nage : 1 (shared)",
-                      threshold="v > 1",
-                      reset="v = 0\ncnt += 1", name="hw_out", dt=1 * ms, namespace=ns)
-    # age = sample step + 1; the output's bias neuron (in the hidden layer) fires from step 1,
-    # the hidden drive is averaged over its window (steps 1 .. T-1)
-    hid.run_regularly("age += 1\nv = v + I + b\nasum += (I + b)*int(age > 1)\nI = 0",
-                      when="groups", name="hw_hid_step")
-    out.run_regularly("age += 1\nv = v + I + b*int(age >= 2)\nI = 0", when="groups",
-                      name="hw_out_step")
-    s1 = Synapses(inp, hid, "w : 1", on_pre="I_post += w", name="hw_w1", dt=1 * ms,
-                  namespace=ns)
-    s2 = Synapses(hid, out, "w : 1", on_pre="I_post += w", name="hw_w2", dt=1 * ms,
-                  namespace=ns)
-    fb = Synapses(out, hid, "w : 1\nerr_post = w*(cnt_pre/T2 - target_pre) : 1 (summed)",
-                  name="hw_b", dt=1 * ms, namespace=ns)
-    for s in (s1, s2, fb):
-        s.connect()
-    s1.w = w1[s1.j[:], s1.i[:]]
-    s2.w = w2[s2.j[:], s2.i[:]]
-    fb.w = bfb[fb.j[:], fb.i[:]]
-    hid.b, out.b = w1[:, -1], w2[:, -1]
-    upd = fb.summed_updaters["err_post"]
-    upd.when, upd.order = "end", 1
-    s2.run_regularly("w += -lr*(cnt_post/T2 - target_post)*cnt_pre/T1", dt=t_ep, when="end",
-                     order=2, name="hw_w2_upd")
-    out.run_regularly("b += -lr*(cnt/T2 - target)", dt=t_ep, when="end", order=2,
-                      name="hw_out_upd")
-    s1.run_regularly("w += -lr*err_post*int(cnt_post > 0)*int(asum_post < T1)*cnt_pre/T0",
-                     dt=t_ep, when="end", order=2, name="hw_w1_upd")
-    hid.run_regularly("b += -lr*err*int(cnt > 0)*int(asum < T1)", dt=t_ep, when="end",
-                      order=2, name="hw_hid_upd")
-    for g in (inp, hid, out):
-        code = ("" if g is inp else "age = 0\nv = 0\nI = 0\n") + "cnt = 0" + \
-            ("\nasum = 0" if g is hid else "")
-        g.run_regularly(code, dt=t_ep, when="end", order=3, name=f"{g.name}_reset")
-    counters = [SpikeMonitor(inp, record=False, name="hw_c0"),
-                SpikeMonitor(hid, record=False, name="hw_c1")]
-    feed = {"x": None, "y": None, "k": 0}
-
-    def next_sample():
-        feed["k"] += 1
-        if feed["k"] < len(feed["x"]):
-            inp.p = feed["x"][feed["k"]]
-            out.target = feed["y"][feed["k"]]
-
-    net = Network(inp, hid, out, s1, s2, fb, *counters,
-                  NetworkOperation(next_sample, dt=t_ep, when="end", order=4, name="hw_next"))
-    net.t_ = float(1 * ms)
-
-    def run(x, y):
-        feed.update(x=x, y=y, k=0)
-        inp.p, out.target = x[0], y[0]
-        net.run(len(x) * t_ep, namespace={})
-
-    def events():
-        return float(counters[0].count[:].sum()) * h + float(counters[1].count[:].sum()) * o
-
-    def weights():
-        """(W1, W2) with the bias as last column, as the network IR stores them."""
-        found = []
-        for syn, grp, shape in ((s1, hid, w1.shape), (s2, out, w2.shape)):
-            w = np.zeros(shape)
-            w[syn.j[:], syn.i[:]] = syn.w[:]
-            w[:, -1] = grp.b[:]
-            found.append(w)
-        return tuple(found)
-
-    return run, events, weights
-
-
 def throughput_section(a, out):
     import torch
+    from handwritten.brian2_dfa import handwritten_brian2
+    from handwritten.snntorch_dfa import handwritten_snntorch
 
-    from neurolocal.data import load_dataset
-    from neurolocal.hardware.brian2_target import Brian2Runner
-    from neurolocal.hardware.snntorch_target import SnnTorchProgram
+    from neurolocal.app.data import load_dataset
+    from neurolocal.hardware.base import get_target
     from neurolocal.network import build_mlp
 
     cfg = _config(a)
@@ -299,11 +153,10 @@ def throughput_section(a, out):
     xt, yt = torch.tensor(x), torch.tensor(y)
 
     def run_snntorch_generated():
-        prog = SnnTorchProgram(build_mlp([784, a.hidden, 10], rule, seed=a.seed), cfg,
-                               seed=a.seed)
+        prog = get_target("snntorch").runner(build_mlp([784, a.hidden, 10], rule, seed=a.seed),
+                                             cfg, seed=a.seed, batch_size=a.batch_size)
         t0 = time.perf_counter()
-        for i in range(0, len(x), a.batch_size):
-            prog.learn(xt[i:i + a.batch_size], yt[i:i + a.batch_size])
+        prog.learn(xt, yt)
         return prog.events / (time.perf_counter() - t0)
 
     def run_snntorch_hand():
@@ -314,8 +167,8 @@ def throughput_section(a, out):
         return ev / (time.perf_counter() - t0)
 
     # Brian2: build (and compile or load from cache) both, warm up, then time
-    runner = Brian2Runner(build_mlp([784, a.hidden, 10], rule, seed=a.seed), cfg,
-                          codegen=a.codegen, input_mode="poisson", seed=a.seed)
+    runner = get_target("brian2").runner(build_mlp([784, a.hidden, 10], rule, seed=a.seed),
+                                         cfg, codegen=a.codegen, seed=a.seed)
     hw_run, hw_events, _ = handwritten_brian2(w1.astype(np.float64), w2.astype(np.float64),
                                            bfb.astype(np.float64), cfg, a.lr, a.codegen)
     runner.run(x[:3], y[:3])

@@ -6,7 +6,7 @@ stays fast):
 * :mod:`.model` -- the converter-neutral network description (:class:`SNNModel`) and results
 * :mod:`.torch_import` -- ``nn.Sequential`` / state dict / (W, b) pairs -> SNNModel
 * :mod:`.normalise` -- data-based max / percentile normalisation
-* :mod:`.snn_torch`, :mod:`.snn_brian2`, :mod:`.snn_lava` -- the three simulators
+* the simulators are the targets' own runtimes (``neurolocal.hardware.<target>.inference``)
 * :mod:`.quantise` -- Loihi 2 fixed-point formats and a bit-exact emulation of Lava fixed_pt
 * :mod:`.nir_io` -- NIR files, snntorch's importer, the learning-rule sidecar
 * :mod:`.api` -- :func:`convert` and :func:`run_snn`; :mod:`.cli` -- ``neurolocal convert/run``
@@ -24,8 +24,6 @@ _EXPORTS = {
     "from_sequential": "torch_import", "from_layers": "torch_import",
     "from_network": "torch_import", "load_torch_file": "torch_import",
     "normalise": "normalise", "set_neurons": "normalise",
-    "run_snntorch": "snn_torch", "sweep_snntorch": "snn_torch",
-    "run_brian2": "snn_brian2", "run_lava": "snn_lava",
     "quantise": "quantise", "simulate_fixed": "quantise",
     "read_nir": "nir_io", "write_nir": "nir_io", "from_nir": "nir_io", "to_nir": "nir_io",
 }

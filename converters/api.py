@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from neurolocal.errors import NeurolocalError
+
 from .model import ConversionError, RunResult, SNNModel, ann_forward, as_batch
 
-__all__ = ["TARGETS", "ConversionResult", "convert", "load_model", "run_on", "run_snn"]
+__all__ = ["ConversionResult", "convert", "load_model", "run_on", "run_snn"]
 
-TARGETS: tuple[str, ...] = ("snntorch", "brian2", "lava")
 
 
 @dataclass
@@ -111,7 +112,7 @@ def load_model(
         except OSError as exc:
             raise ConversionError(f"cannot read {str(path)!r}: corrupt HDF5 ({exc})") from None
         if is_ckpt:
-            from neurolocal.io import load_checkpoint
+            from neurolocal.checkpoint import load_checkpoint
 
             net, _meta = load_checkpoint(path)
             snn = torch_import.from_network(net)
@@ -144,10 +145,24 @@ def load_model(
 
 
 def _dataset_slice(name: str, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from neurolocal.data import load_dataset
+    from neurolocal.app.data import load_dataset
 
     ds = load_dataset(name, split, limit=n, verbose=False)
     return np.array(ds.x), np.array(ds.y)
+
+
+def _converted_target(name: str) -> Any:
+    """The registered target ``name``, refused unless it runs converted networks."""
+    from neurolocal.hardware.base import choices, get_target
+
+    try:
+        tgt = get_target(name)
+    except NeurolocalError:
+        tgt = None
+    if tgt is None or not tgt.runs_converted:
+        raise ConversionError(f"unknown target {name!r} for a converted network: choose one "
+                              f"of {', '.join(choices(converted=True))}")
+    return tgt
 
 
 def run_on(
@@ -162,23 +177,15 @@ def run_on(
     progress: bool = False,
     **kw: Any,
 ) -> RunResult:
-    """Run ``x`` on ``target`` (``snntorch``, ``brian2`` or ``lava``)."""
-    if target == "snntorch":
-        from .snn_torch import sweep_snntorch
-
-        return sweep_snntorch(model, x, [timesteps], input=input, seed=seed, device=device,
-                              progress=progress, **kw)[timesteps]
-    if device not in (None, "cpu"):
+    """Run ``x`` on ``target`` (any registered spiking target) through its runtime."""
+    tgt = _converted_target(target)
+    if device not in (None, "cpu") and tgt.name != "snntorch":
         raise ConversionError(f"device={device!r} only applies to target 'snntorch'")
-    if target == "brian2":
-        from .snn_brian2 import run_brian2
-
-        return run_brian2(model, x, timesteps, input=input, seed=seed, **kw)
-    if target == "lava":
-        from .snn_lava import run_lava
-
-        return run_lava(model, x, timesteps, input=input, seed=seed, progress=progress, **kw)
-    raise ConversionError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+    if tgt.name == "snntorch":
+        kw["device"] = device
+    if tgt.name in ("snntorch", "lava:fixed_pt"):
+        kw["progress"] = progress
+    return tgt.run_converted(model, x, timesteps, input=input, seed=seed, **kw)
 
 
 def convert(
@@ -217,8 +224,7 @@ def convert(
     from .normalise import normalise, set_neurons
 
     t0 = time.perf_counter()
-    if target not in TARGETS:
-        raise ConversionError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+    _converted_target(target)
     if not isinstance(timesteps, int) or timesteps < 1:
         raise ConversionError(f"timesteps must be an integer >= 1, got {timesteps!r}")
     snn, kind, found_rules = load_model(model, input_shape=input_shape)

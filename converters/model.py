@@ -56,7 +56,6 @@ __all__ = [
     "as_batch",
     "layer_fanout",
     "layer_matrix",
-    "poisson_spikes",
     "torch_ops",
 ]
 
@@ -402,21 +401,6 @@ def layer_fanout(layer: SNNLayer) -> np.ndarray:
     """Number of post-synaptic targets of each pre-synaptic neuron (synaptic ops per spike)."""
     mat, _ = layer_matrix(layer)
     return np.diff(mat.tocsc().indptr).astype(np.int64)
-
-
-def poisson_spikes(x: np.ndarray, timesteps: int, *, seed: int = 0, start: int = 0) -> np.ndarray:
-    """Bernoulli rate code (T, N, ...) with one generator per sample (seed, start + i).
-
-    Why per sample: the same image gets the same spike train whatever the batch it lands in,
-    so snntorch, Brian2 and Lava runs of one model see identical input.
-    """
-    from neurolocal.data import poisson_encode
-
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
-    out = np.empty((timesteps, *x.shape), np.float32)
-    for i in range(len(x)):
-        out[:, i] = poisson_encode(x[i], timesteps, seed=np.random.default_rng([seed, start + i]))
-    return out
 
 
 # --------------------------------------------------------------------------------------------

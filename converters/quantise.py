@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from neurolocal.hardware.encoding import poisson_spikes
+from neurolocal.hardware.lava.fixed_point import loadable_weights
+
 from .model import (
     ConversionError,
     Neuron,
@@ -41,7 +44,6 @@ from .model import (
     input_macs,
     layer_matrix,
     make_stats,
-    poisson_spikes,
 )
 
 __all__ = [
@@ -160,10 +162,6 @@ def _sign_mode(mat_abs_max: float, mn: float, mx: float) -> str:
     return "mixed"
 
 
-def _qround(w: np.ndarray, step: int, lo: int, hi: int) -> np.ndarray:
-    return np.clip(np.rint(w / step) * step, lo, hi)
-
-
 def _float_program(layer: SNNLayer) -> list[tuple[Any, ...]] | None:
     """The layer's ops with avg-pools as sum-pools and their 1/k^2 moved into the one weighted
     op (exact: pooling is linear). None when the layer has several weighted ops."""
@@ -251,10 +249,10 @@ def quantise(
             hi = (wf.range_mixed[1] // step) * step
             lo, k_max = -hi, hi
         elif mode == "excitatory":
-            step, (lo, hi) = 1, wf.range_excitatory
+            lo, hi = wf.range_excitatory
             k_max = hi
         else:
-            step, (lo, hi) = 1, wf.range_inhibitory
+            lo, hi = wf.range_inhibitory
             k_max = -lo
         s_w = k_max / amax if amax > 0 else 1.0
         graded = idx == 0 and input == "current"
@@ -272,11 +270,11 @@ def quantise(
         # integer program: the op chain when it maps one-to-one, else the composed matrix
         prog = _float_program(layer)
         if prog is not None:
-            prog = [(s[0], _qround(s[1] * s_w, step, lo, hi), *s[2:])
+            prog = [(s[0], loadable_weights(s[1] * s_w, mode), *s[2:])
                     if s[0] in ("linear", "conv2d") else s for s in prog]
         q = QuantLayer(
             name=layer.name, in_shape=layer.in_shape, out_shape=layer.out_shape,
-            program=prog or [("linear", _qround(dense * s_w, step, lo, hi))],
+            program=prog or [("linear", loadable_weights(dense * s_w, mode))],
             weight_exp=e, bias_mant=np.zeros(layer.n_out, np.int32),
             bias_exp=np.zeros(layer.n_out, np.int32), vth=vth, dv=0,
             du=2**lif.decay_bits - 1, reset=layer.neuron.reset if layer.neuron else "subtract",
@@ -286,7 +284,7 @@ def quantise(
         w_int = q.matrix()
         if prog is not None and (w_int.max(initial=0) > hi or w_int.min(initial=0) < lo):
             # overlapping pools summed several weights: quantise the composed matrix instead
-            q.program = [("linear", _qround(dense * s_w, step, lo, hi))]
+            q.program = [("linear", loadable_weights(dense * s_w, mode))]
             q._matrix = None
             w_int = q.matrix()
         # bias: per neuron mantissa * 2**exp in v units (a_in << 6)

@@ -396,7 +396,7 @@ def from_layers(
 ) -> SNNModel:
     """An MLP from ``[(W (out, in), b (out,)), ...]`` and one activation name per layer.
 
-    This is the entry point for neurolocal's own checkpoints (``neurolocal.io``): hidden
+    This is the entry point for neurolocal's own checkpoints (``neurolocal.checkpoint``): hidden
     activations must be ``relu``; the last may be ``softmax``/``linear`` (read-out, decoded by
     accumulated membrane) or ``relu`` (spiking output, decoded by spike count).
     """

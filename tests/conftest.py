@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+# tests/support (test-only harnesses) and benchmarks/ (the hand-written baselines) import by
+# name: tests/ is no package (lava-nc installs a top-level ``tests``)
+ROOT = Path(__file__).resolve().parents[1]
+for path in (ROOT / "tests", ROOT / "benchmarks"):
+    if str(path) not in sys.path:
+        sys.path.append(str(path))  # last: never shadow an installed package
+
 
 def _mnist(n_train: int, n_test: int):
-    from neurolocal.data import load_dataset
+    from neurolocal.app.data import load_dataset
 
     tr = load_dataset("mnist", "train", limit=n_train, verbose=False)
     te = load_dataset("mnist", "test", limit=n_test, verbose=False)

@@ -14,11 +14,11 @@ import h5py
 import numpy as np
 import pytest
 
-from neurolocal.cli import main
+from neurolocal.app.cli import main
+from neurolocal.app.metrics import backprop_gradients, update_angles
+from neurolocal.checkpoint import load_checkpoint, save_checkpoint
 from neurolocal.errors import CheckpointError, LoweringError, NeurolocalError, ShapeError
-from neurolocal.hardware.rate import RateProgram
-from neurolocal.io import load_checkpoint, save_checkpoint
-from neurolocal.metrics import backprop_gradients, update_angles
+from neurolocal.hardware.rate import RateRunner
 from neurolocal.network import ConvSpec, build_cnn
 from neurolocal.rule import FORWARD
 from neurolocal.rules import get_rule
@@ -47,15 +47,15 @@ def test_conv_shapes_follow_the_spec():
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_dfa_with_transposed_output_weights_is_backprop_on_a_conv_layer(backend):
-    prog = RateProgram(_net(lr=1.0), backend=backend)
-    w_out = prog._np(prog.state[FORWARD][3]["w"])[:, :-1]
-    prog.state["B"][2]["w"] = prog._to(np.ascontiguousarray(w_out.T))
+    prog = RateRunner(_net(lr=1.0), backend=backend)
+    w_out = prog.to_numpy(prog.state[FORWARD][3]["w"])[:, :-1]
+    prog.state["B"][2]["w"] = prog.asarray(np.ascontiguousarray(w_out.T))
     x, y = _batch()
-    comps = prog.errors(prog.forward(x), prog._to(np.eye(5, dtype=np.float32)[y]))
+    comps = prog.errors(prog.forward(x), prog.asarray(np.eye(5, dtype=np.float32)[y]))
     ups = prog.updates(comps)
-    grads = backprop_gradients(prog, x, y)
+    grads = backprop_gradients(prog.sync(), x, y)
     for layer in (2, 3):
-        d = prog._np(ups[(FORWARD, layer)]["w"])
+        d = prog.to_numpy(ups[(FORWARD, layer)]["w"])
         np.testing.assert_allclose(d, -grads[layer - 1], rtol=0, atol=1e-6)
         assert np.abs(grads[layer - 1]).max() > 1e-3
     # the first conv layer gets the random feedback's update, not the gradient
@@ -68,19 +68,19 @@ def test_numpy_and_torch_conv_programs_agree():
     target = np.eye(5, dtype=np.float32)[y]
     out = {}
     for backend in ("numpy", "torch"):
-        prog = RateProgram(_net("sdfa"), backend=backend)
-        comps = prog.errors(prog.forward(x), prog._to(target))
-        out[backend] = {k: prog._np(v["w"]) for k, v in prog.updates(comps).items()}
+        prog = RateRunner(_net("sdfa"), backend=backend)
+        comps = prog.errors(prog.forward(x), prog.asarray(target))
+        out[backend] = {k: prog.to_numpy(v["w"]) for k, v in prog.updates(comps).items()}
     for key, d in out["numpy"].items():
         np.testing.assert_allclose(d, out["torch"][key], rtol=1e-4, atol=1e-6)
     assert set(out["numpy"]) == {(FORWARD, 1), (FORWARD, 2), (FORWARD, 3)}
 
 
 def test_tied_feedback_through_a_conv_layer_is_a_named_lowering_error():
-    prog = RateProgram(_net("bp"), backend="numpy", allow_nonlocal=True)
+    prog = RateRunner(_net("bp"), backend="numpy", allow_nonlocal=True)
     x, y = _batch()
     with pytest.raises(LoweringError, match=r"layer 2 is a convolution.*dfa, sdfa"):
-        prog.errors(prog.forward(x), prog._to(np.eye(5, dtype=np.float32)[y]))
+        prog.errors(prog.forward(x), prog.asarray(np.eye(5, dtype=np.float32)[y]))
 
 
 def test_bad_conv_specs_are_clear_errors():
@@ -109,7 +109,8 @@ def test_conv_checkpoint_round_trip_and_corrupt_spec(tmp_path):
 
 
 def test_spiking_targets_refuse_conv_nets_by_name():
-    from neurolocal.hardware.spiking import ReferenceSimulator, lower_rule
+    from neurolocal.hardware.reference import ReferenceSimulator
+    from neurolocal.hardware.semantics import lower_rule
 
     net = _net()
     with pytest.raises(LoweringError, match="layer 1 of this network is a convolution"):
@@ -128,8 +129,8 @@ def test_train_cli_conv_dfa_learns_mnist(capsys):
 
 
 def test_conv_net_trained_with_a_rule_converts_to_spiking(tmp_path):
+    from neurolocal.app.training import TrainConfig, train
     from neurolocal.converters.api import convert
-    from neurolocal.train import TrainConfig, train
 
     ckpt = tmp_path / "conv-dfa.h5"
     res = train(TrainConfig(rule="dfa", conv=[(8, 5, 2, 2)], hidden=[], epochs=1, limit=3000,
@@ -144,7 +145,7 @@ def test_conv_flag_is_refused_in_spiking_mode(capsys):
     assert main(["train", "--rule", "dfa", "--spiking", "--conv", "8:5"]) == 2
     assert "rate mode only" in capsys.readouterr().err
     with pytest.raises(NeurolocalError):
-        from neurolocal.cli import _parse_conv
+        from neurolocal.app.cli import _parse_conv
         _parse_conv("8")
 
 
@@ -159,13 +160,13 @@ def test_a_constant_neuron_equation_broadcasts_to_the_layer(conv):
                       "on W: dw = -lr * post.delta * pre.r\n")
     net = build_cnn((1, 12, 12), CONVS, [], 5, rule) if conv else \
         build_mlp([144, 20, 5], rule)
-    prog = RateProgram(net, backend="torch")
+    prog = RateRunner(net, backend="torch")
     x, y = _batch()
-    ups = prog.updates(prog.errors(prog.forward(x), prog._to(np.eye(5, dtype=np.float32)[y])))
+    ups = prog.updates(prog.errors(prog.forward(x), prog.asarray(np.eye(5, dtype=np.float32)[y])))
     depth = net.depth
     for layer in range(1, depth):
-        assert np.abs(prog._np(ups[(FORWARD, layer)]["w"])).max() == 0
-    assert np.abs(prog._np(ups[(FORWARD, depth)]["w"])).max() > 1e-3
+        assert np.abs(prog.to_numpy(ups[(FORWARD, layer)]["w"])).max() == 0
+    assert np.abs(prog.to_numpy(ups[(FORWARD, depth)]["w"])).max() > 1e-3
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -181,15 +182,16 @@ def test_kernel_gradient_convolution_equals_the_unfolded_update(backend, text, f
     rule = parse_rule("rule t\nglobal lr = 0.1\noutput err = r - target\noutput delta = err\n"
                       "feedback B = output.err -> err via random\nneuron delta = err * dphi\n"
                       + text + "\n")
-    prog = RateProgram(build_cnn((1, 12, 12), CONVS, [], 5, rule), backend=backend)
+    prog = RateRunner(build_cnn((1, 12, 12), CONVS, [], 5, rule), backend=backend)
     assert (update_function_name(FORWARD, None, conv=True) in prog.mod) == fast
     x, y = _batch()
-    comps = prog.errors(prog.forward(x), prog._to(np.eye(5, dtype=np.float32)[y]))
+    comps = prog.errors(prog.forward(x), prog.asarray(np.eye(5, dtype=np.float32)[y]))
     ups = prog.updates(comps)
     mod, prog.mod = prog.mod, {k: v for k, v in prog.mod.items() if not k.startswith("conv_")}
     unfolded = prog.updates(comps)
     prog.mod = mod
     for layer in (1, 2):
-        a, b = prog._np(ups[(FORWARD, layer)]["w"]), prog._np(unfolded[(FORWARD, layer)]["w"])
+        a = prog.to_numpy(ups[(FORWARD, layer)]["w"])
+        b = prog.to_numpy(unfolded[(FORWARD, layer)]["w"])
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         assert np.abs(b).max() > 1e-4

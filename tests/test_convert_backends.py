@@ -10,9 +10,9 @@ from torch import nn
 from neurolocal.converters.model import ConversionError, ann_forward
 from neurolocal.converters.normalise import normalise, set_neurons
 from neurolocal.converters.quantise import dequantise, quantise, simulate_fixed
-from neurolocal.converters.snn_brian2 import run_brian2
-from neurolocal.converters.snn_torch import run_snntorch, sweep_snntorch
 from neurolocal.converters.torch_import import from_sequential
+from neurolocal.hardware.brian2.inference import run_brian2
+from neurolocal.hardware.snntorch.inference import run_snntorch, sweep_snntorch
 
 torch.set_num_threads(1)
 # Brian2 2.9 calls pyparsing's old camelCase names
@@ -126,7 +126,7 @@ def test_brian2_cnn_matches_snntorch(data, cnn):
 
 @pytest.fixture(scope="module")
 def lava():
-    from neurolocal.converters.snn_lava import run_lava
+    from neurolocal.hardware.lava.inference import run_lava
 
     return run_lava
 

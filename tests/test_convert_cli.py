@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from neurolocal.cli import main
+from neurolocal.app.cli import main
 from neurolocal.converters import nir_io
 from neurolocal.converters.api import convert, run_snn
 from neurolocal.converters.model import ConversionError, SNNModel
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:DeprecationWarnin
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from neurolocal.data import load_dataset
+    from neurolocal.app.data import load_dataset
 
     tr = load_dataset("mnist", "train", limit=4000, verbose=False)
     x, y = torch.from_numpy(np.array(tr.x)), torch.from_numpy(np.array(tr.y))
@@ -58,7 +58,7 @@ def test_convert_api_evaluates_and_saves(trained, tmp_path):
 
 
 def test_convert_with_explicit_data_and_lif(trained):
-    from neurolocal.data import load_dataset
+    from neurolocal.app.data import load_dataset
 
     net, _ = trained
     tr = load_dataset("mnist", "train", limit=300, verbose=False)
@@ -112,7 +112,7 @@ def test_rate_model_is_refused_by_run(trained):
 def test_neurolocal_checkpoint_seam(tmp_path):
     """A neurolocal checkpoint converts; its rule text lands in the sidecar per synapse node."""
     from neurolocal import build_mlp, get_rule
-    from neurolocal.io import save_checkpoint
+    from neurolocal.checkpoint import save_checkpoint
 
     net = build_mlp([784, 20, 10], get_rule("fa"), seed=1)
     path = save_checkpoint(tmp_path / "ckpt.h5", net)

@@ -19,7 +19,6 @@ from neurolocal.converters.model import (
     layer_matrix,
 )
 from neurolocal.converters.normalise import activation_scales, normalise, set_neurons
-from neurolocal.converters.snn_torch import run_snntorch, sweep_snntorch
 from neurolocal.converters.torch_import import (
     fold_batchnorm,
     from_layers,
@@ -27,6 +26,8 @@ from neurolocal.converters.torch_import import (
     from_state_dict,
     load_torch_file,
 )
+from neurolocal.errors import NeurolocalError
+from neurolocal.hardware.snntorch.inference import run_snntorch, sweep_snntorch
 
 torch.set_num_threads(1)
 
@@ -259,7 +260,7 @@ def test_cuda_request_without_cuda_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
     model = from_layers([(np.eye(2), np.zeros(2))], ["linear"])
-    with pytest.raises(ConversionError, match="cuda"):
+    with pytest.raises(NeurolocalError, match="no CUDA device"):
         run_snntorch(model, np.zeros((1, 2)), 4, device="cuda")
 
 

@@ -6,7 +6,7 @@ import sys
 
 
 def test_quick_demo_prints_verdicts_and_a_result_table():
-    proc = subprocess.run([sys.executable, "-m", "neurolocal.cli", "demo", "--quick"],
+    proc = subprocess.run([sys.executable, "-m", "neurolocal", "demo", "--quick"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout

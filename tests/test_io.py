@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import neurolocal as nl
+from neurolocal.checkpoint import load_checkpoint, save_checkpoint
 from neurolocal.errors import CheckpointError
-from neurolocal.hardware.rate import RateProgram
-from neurolocal.io import load_checkpoint, save_checkpoint
+from neurolocal.hardware.rate import RateRunner
 
 
 def test_round_trip_keeps_state_rule_and_predictions(tmp_path):
@@ -27,8 +27,8 @@ def test_round_trip_keeps_state_rule_and_predictions(tmp_path):
             for var, arr in d.items():
                 np.testing.assert_array_equal(arr, back.state[proj][layer][var])
     x = np.random.default_rng(0).random((5, 12), dtype=np.float32)
-    np.testing.assert_array_equal(RateProgram(net, backend="numpy").predict(x),
-                                  RateProgram(back, backend="numpy").predict(x))
+    np.testing.assert_array_equal(RateRunner(net, backend="numpy").predict(x),
+                                  RateRunner(back, backend="numpy").predict(x))
 
 
 def test_failed_write_leaves_the_previous_checkpoint_and_no_temp_file(tmp_path, monkeypatch):
@@ -70,7 +70,7 @@ def test_wrong_shapes_in_a_checkpoint_are_reported(tmp_path):
 def test_cli_train_json_and_checkpoint(tmp_path):
     out = tmp_path / "fa.h5"
     proc = subprocess.run(
-        [sys.executable, "-m", "neurolocal.cli", "train", "--rule", "fa", "--dataset", "mnist",
+        [sys.executable, "-m", "neurolocal", "train", "--rule", "fa", "--dataset", "mnist",
          "--hidden", "64", "--epochs", "1", "--samples", "10000", "--json", "--out", str(out)],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -24,20 +24,21 @@ import pytest
 
 pytest.importorskip("lava", reason="lava-nc not installed (make install)")
 
+from support.lava_runner import (  # noqa: E402
+    PostLIF,
+    TraceParams,
+    run_learning_dense,
+)
+
 from neurolocal.errors import ShapeError  # noqa: E402
-from neurolocal.hardware import lava_compat  # noqa: E402
-from neurolocal.hardware.lava_compat import (  # noqa: E402
+from neurolocal.hardware.lava import compat as lava_compat  # noqa: E402
+from neurolocal.hardware.lava.compat import (  # noqa: E402
     LavaUnavailableError,
     ensure_lava_importable,
     is_hook_installed,
     patch_var_model_source,
 )
-from neurolocal.hardware.lava_runner import (  # noqa: E402
-    PostLIF,
-    TraceParams,
-    run_learning_dense,
-)
-from neurolocal.hardware.loihi_rule import LoihiRuleError  # noqa: E402
+from neurolocal.hardware.lava.loihi_rule import LoihiRuleError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_plain_import_fails_and_hook_fixes_it_without_touching_site_packages():
             print("PLAIN-FAILS")
         else:
             print("PLAIN-WORKS")
-        from neurolocal.hardware.lava_compat import ensure_lava_importable
+        from neurolocal.hardware.lava.compat import ensure_lava_importable
         ensure_lava_importable()
         import lava.magma.compiler.var_model as vm
         a, b = vm.CoreEncoder(), vm.CoreEncoder()
@@ -131,7 +132,7 @@ def test_lava_import_survives_an_already_set_fork_context():
     res = _python("""
         import multiprocessing as mp
         mp.Queue()
-        from neurolocal.hardware.lava_compat import ensure_lava_importable
+        from neurolocal.hardware.lava.compat import ensure_lava_importable
         ensure_lava_importable()
         import lava.magma.runtime.message_infrastructure.multiprocessing
         print("OK", mp.get_start_method())
@@ -144,7 +145,7 @@ def test_spawn_start_method_is_refused_clearly():
     res = _python("""
         import multiprocessing as mp
         mp.set_start_method("spawn")
-        from neurolocal.hardware.lava_compat import LavaUnavailableError, ensure_lava_importable
+        from neurolocal.hardware.lava.compat import LavaUnavailableError, ensure_lava_importable
         try:
             ensure_lava_importable()
         except LavaUnavailableError as e:
@@ -182,7 +183,7 @@ def test_unrecognised_var_model_is_a_clear_error(tmp_path):
     """))
     res = _python(
         """
-        from neurolocal.hardware.lava_compat import LavaUnavailableError, ensure_lava_importable
+        from neurolocal.hardware.lava.compat import LavaUnavailableError, ensure_lava_importable
         try:
             ensure_lava_importable()
         except LavaUnavailableError as e:

@@ -8,7 +8,7 @@ few learning epochs:
   rounding differs);
 * ``fixed_pt``: every epoch, from the same start weights (on the fixed-point grid) and with
   the same spikes, each weight change differs from the exact one by at most the bound the
-  profile predicts (``lava_target.epoch_error_bound``)::
+  profile predicts (``neurolocal.hardware.lava.fixed_point.epoch_error_bound``)::
 
       |dw_fixed - dw_exact| <= step * (1                               stochastic rounding
                                + sum_products |m 2^e| x1 (1/2 + Q dv)   7-bit y rounding
@@ -29,20 +29,20 @@ import pytest
 
 pytest.importorskip("lava", reason="lava-nc not installed (make install)")
 
-from neurolocal.cli import main  # noqa: E402
+from neurolocal.app.cli import main  # noqa: E402
 from neurolocal.errors import LocalityError, LoweringError, ShapeError  # noqa: E402
-from neurolocal.hardware.lava_target import (  # noqa: E402
-    LavaRunner,
+from neurolocal.hardware.base import get_target  # noqa: E402
+from neurolocal.hardware.encoding import encode_input  # noqa: E402
+from neurolocal.hardware.lava.fixed_point import (  # noqa: E402
     epoch_error_bound,
     fixed_point_network,
-    lower_to_loihi,
-    train,
 )
-from neurolocal.hardware.loihi_rule import validate_loihi_rule  # noqa: E402
-from neurolocal.hardware.spiking import (  # noqa: E402
-    ReferenceSimulator,
+from neurolocal.hardware.lava.loihi_rule import validate_loihi_rule  # noqa: E402
+from neurolocal.hardware.lava.lower import lower_to_loihi  # noqa: E402
+from neurolocal.hardware.lava.runtime import LavaRunner  # noqa: E402
+from neurolocal.hardware.reference import ReferenceSimulator  # noqa: E402
+from neurolocal.hardware.semantics import (  # noqa: E402
     SpikingConfig,
-    encode_input,
     feedback_matrix,
     lower_rule,
 )
@@ -78,7 +78,7 @@ CFG = SpikingConfig(timesteps=8)
 def _data(n_in: int = 20, n_out: int = 3, k: int = 4, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.random((k, n_in))
-    spikes = np.moveaxis(encode_input(x, CFG, seed=seed + 1), 0, 1)  # (K, T, n)
+    spikes = encode_input(x, CFG, seed=seed + 1)  # (T, K, n)
     y = np.eye(n_out)[rng.integers(0, n_out, k)]
     return spikes, y
 
@@ -197,10 +197,10 @@ def test_floating_pt_graph_agrees_with_reference(name, sizes, reset):
     net = _net(rule, sizes)
     spikes, y = _data(n_out=sizes[-1])
     ref = ReferenceSimulator(copy.deepcopy(net), lower_rule(rule, cfg))
-    runner = LavaRunner(copy.deepcopy(net), cfg, tag="floating_pt")
-    res = runner.learn(spikes, y)
-    for k in range(len(spikes)):
-        last = ref.run_epoch(spikes[k][:, None, :], y[k][None])
+    runner = get_target("lava:floating_pt").runner(copy.deepcopy(net), cfg)
+    res = runner.learn_spikes(spikes, y)
+    for k in range(spikes.shape[1]):
+        last = ref.run_epoch(spikes[:, k:k + 1], y[k][None])
     moved = 0.0
     for layer in range(1, len(sizes)):
         w_lava = runner.net.state[FORWARD][layer]["w"]
@@ -217,14 +217,14 @@ def test_fixed_pt_graph_within_the_quantisation_bound():
     net = _net(rule, [20, 10, 3])
     spikes, y = _data()
     lp = lower_to_loihi(rule, CFG, net=net)
-    runner = LavaRunner(fixed_point_network(net, lp), CFG, tag="fixed_pt", program=lp)
+    runner = LavaRunner(fixed_point_network(net, lp), lp, tag="fixed_pt")
     program = lower_rule(rule, CFG)
     worst = 0.0
     for k in range(3):
         start = fixed_point_network(runner.net, lp)  # what the graph loads (even LSBs)
         ref = ReferenceSimulator(copy.deepcopy(start), program)
-        out = ref.run_epoch(spikes[k][:, None, :], y[k][None])
-        res = runner.learn(spikes[k:k + 1], y[k:k + 1])
+        out = ref.run_epoch(spikes[:, k:k + 1], y[k][None])
+        res = runner.learn_spikes(spikes[:, k:k + 1], y[k:k + 1])
         b = feedback_matrix(program.feedback[0], start.state["B"][1]["w"])
         for layer in (1, 2):
             np.testing.assert_array_equal(res["counts"][layer - 1],
@@ -247,7 +247,7 @@ def test_processes_are_stopped_when_a_run_fails():
     rule = get_rule("dfa")
     net = _net(rule, [20, 10, 3])
     spikes, y = _data(k=3)
-    runner = LavaRunner(net, CFG, tag="floating_pt")
+    runner = get_target("lava:floating_pt").runner(net, CFG)
     before = set(multiprocessing.active_children())
 
     def boom(done, total, seconds):
@@ -255,7 +255,7 @@ def test_processes_are_stopped_when_a_run_fails():
         raise RuntimeError("stop here")
 
     with pytest.raises(RuntimeError, match="stop here"):
-        runner.learn(spikes, y, chunk=1, progress=boom)
+        runner.run(spikes, y, learn=True, chunk=1, progress=boom)
     runtime = runner.last_procs[0].runtime
     assert runtime is not None and not runtime._is_started and not runtime._is_running
     deadline = time.time() + 20
@@ -263,7 +263,7 @@ def test_processes_are_stopped_when_a_run_fails():
         time.sleep(0.1)
     assert not set(multiprocessing.active_children()) - before
     with pytest.raises(ShapeError, match="spikes must have shape"):
-        runner.learn(spikes[:, :3], y)  # bad input is refused before Lava starts
+        runner.learn_spikes(spikes[:3], y)  # bad input is refused before Lava starts
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,13 +282,10 @@ def test_cli_compile_prints_strings_traces_graph_and_report(capsys):
 
 
 def test_train_smoke():
-    from neurolocal.data import DataUnavailableError
+    from neurolocal.app.training import TrainConfig, train
 
-    try:
-        res = train(get_rule("dfa").with_globals(lr=0.05), hidden=(8,), samples=12,
-                    test_samples=6, config=SpikingConfig(timesteps=6), progress=False)
-    except DataUnavailableError as exc:  # pragma: no cover - no MNIST on this machine
-        pytest.skip(str(exc))
-    assert res["target"] == "lava" and res["tag"] == "fixed_pt"
+    res = train(TrainConfig(rule="dfa", target="lava", hidden=[8], limit=12, test_limit=6,
+                            timesteps=6, globals={"lr": 0.05}), progress=False).to_dict()
+    assert res["target"] == "lava:fixed_pt" and res["mode"] == "spiking"
     assert 0 <= res["test_accuracy"] <= 100 and res["samples"] == 12
-    assert res["synaptic_events"] > 0 and res["epoch_steps"] == 8
+    assert res["synaptic_events"] > 0 and res["timesteps"] == 6

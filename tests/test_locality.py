@@ -111,7 +111,7 @@ def test_report_traces_cross_neuron_signals_through_feedback():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "neurolocal.cli", *args],
+    return subprocess.run([sys.executable, "-m", "neurolocal", *args],
                           capture_output=True, text=True)
 
 
@@ -134,7 +134,7 @@ def test_cli_exit_codes_and_json(tmp_path):
 def test_builtin_rules_doc_page_is_current():
     from pathlib import Path
 
-    from neurolocal.cli import rules_markdown
+    from neurolocal.app.cli import rules_markdown
     page = Path(__file__).resolve().parent.parent / "docs" / "rules-builtin.md"
     assert page.read_text() == rules_markdown(), \
         "regenerate: neurolocal rules --markdown > docs/rules-builtin.md"

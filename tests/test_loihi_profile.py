@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from neurolocal.errors import LoweringError
-from neurolocal.hardware.loihi_rule import (
+from neurolocal.hardware.lava.loihi_rule import (
     Factor,
     LoihiRuleError,
     ProductTerm,
@@ -93,7 +93,7 @@ def test_describe_lists_every_limit_with_its_source():
 
 def test_profile_matches_lava_constants():
     pytest.importorskip("lava", reason="lava-nc not installed (make install)")
-    from neurolocal.hardware.lava_compat import ensure_lava_importable
+    from neurolocal.hardware.lava.compat import ensure_lava_importable
 
     ensure_lava_importable()
     from lava.magma.core.learning import constants as c
@@ -213,7 +213,7 @@ def _our_signature(rs: RuleSet) -> dict:
 @pytest.fixture(scope="module")
 def lava_rule_cls():
     pytest.importorskip("lava", reason="lava-nc not installed (make install)")
-    from neurolocal.hardware.lava_compat import ensure_lava_importable
+    from neurolocal.hardware.lava.compat import ensure_lava_importable
 
     ensure_lava_importable()
     from lava.magma.core.learning.learning_rule import Loihi2FLearningRule

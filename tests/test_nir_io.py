@@ -15,8 +15,8 @@ from torch import nn
 from neurolocal.converters import nir_io
 from neurolocal.converters.model import ConversionError, UnsupportedLayerError
 from neurolocal.converters.normalise import normalise, set_neurons
-from neurolocal.converters.snn_torch import run_snntorch
 from neurolocal.converters.torch_import import from_sequential
+from neurolocal.hardware.snntorch.inference import run_snntorch
 
 torch.set_num_threads(1)
 

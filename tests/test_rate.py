@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import neurolocal as nl
+from neurolocal.app.metrics import backprop_gradients, feedback_angles
 from neurolocal.errors import DivergenceError, LocalityError, LoweringError, ShapeError
-from neurolocal.hardware.rate import Optimiser, RateProgram, generate_rate_source
-from neurolocal.metrics import backprop_gradients, feedback_angles
+from neurolocal.hardware.rate import Optimiser, RateRunner, generate_rate_source
 from neurolocal.rule import FORWARD
 
 NONLOCAL = {"bp", "usf", "brsf", "frsf", "ar-exact"}
@@ -28,12 +28,12 @@ def _batches(n_steps, sizes, seed=0, batch=16):
 def test_numpy_and_torch_run_the_same_program(name, opt):
     sizes = [20, 16, 12, 5]
     rule = nl.get_rule(name)
-    progs = {b: RateProgram(nl.build_mlp(sizes, rule, seed=3), backend=b,
+    progs = {b: RateRunner(nl.build_mlp(sizes, rule, seed=3), backend=b,
                             allow_nonlocal=name in NONLOCAL, seed=7) for b in ("numpy", "torch")}
     opts = {b: Optimiser(opt) for b in progs}
     for x, y in _batches(5, sizes):
         for b, p in progs.items():
-            p.learn(x, y, opts[b])
+            p.step(x, y, opts[b])
     a, t = progs["numpy"].sync(), progs["torch"].sync()
     for proj, layers in a.state.items():
         for layer, d in layers.items():
@@ -49,15 +49,15 @@ def test_numpy_and_torch_run_the_same_program(name, opt):
 def test_bp_rule_update_is_minus_lr_times_the_autograd_gradient(backend):
     rule = nl.get_rule("bp")
     net = nl.build_mlp([30, 20, 10, 4], rule, hidden_activation="tanh", seed=1)
-    prog = RateProgram(net, backend=backend, allow_nonlocal=True)
+    prog = RateRunner(net, backend=backend, allow_nonlocal=True)
     rng = np.random.default_rng(0)
     x = rng.random((8, 30), dtype=np.float32)
     y = rng.integers(0, 4, 8)
-    comps = prog.errors(prog.forward(x), prog._to(np.eye(4, dtype=np.float32)[y]))
+    comps = prog.errors(prog.forward(x), prog.asarray(np.eye(4, dtype=np.float32)[y]))
     ups = prog.updates(comps)
-    grads = backprop_gradients(prog, x, y)
+    grads = backprop_gradients(prog.sync(), x, y)
     for k in (1, 2, 3):
-        np.testing.assert_allclose(prog._np(ups[(FORWARD, k)]["w"]), -0.01 * grads[k - 1],
+        np.testing.assert_allclose(prog.to_numpy(ups[(FORWARD, k)]["w"]), -0.01 * grads[k - 1],
                                    rtol=1e-4, atol=1e-7)
 
 
@@ -67,36 +67,36 @@ def test_kolen_pollack_aligns_its_feedback_and_fa_does_not():
     for name in ("fa-decay", "kp"):
         # strong weight decay so that 300 steps are enough to forget the initial weights
         rule = nl.get_rule(name).with_globals(wd=0.1)
-        prog = RateProgram(nl.build_mlp(sizes, rule, seed=0), backend="numpy")
-        start = feedback_angles(prog)["B1"]
+        prog = RateRunner(nl.build_mlp(sizes, rule, seed=0), backend="numpy")
+        start = feedback_angles(prog.sync())["B1"]
         opt = Optimiser("sgd", lr=20.0)
         for x, y in _batches(300, sizes, batch=32):
-            prog.learn(x, y, opt)
-        angles[name] = (start, feedback_angles(prog)["B1"])
+            prog.step(x, y, opt)
+        angles[name] = (start, feedback_angles(prog.sync())["B1"])
     assert 80 < angles["fa-decay"][0] < 100 and 80 < angles["kp"][0] < 100
     assert angles["kp"][1] < 5, angles  # Kolen-Pollack: B -> W^T
     assert angles["fa-decay"][1] > angles["kp"][1] + 20
 
 
 def test_weight_mirror_phase_aligns_feedback():
-    prog = RateProgram(nl.build_mlp([30, 20, 4], nl.get_rule("wm").with_globals(lr=0.0),
+    prog = RateRunner(nl.build_mlp([30, 20, 4], nl.get_rule("wm").with_globals(lr=0.0),
                                     seed=0), backend="numpy")
-    start = feedback_angles(prog)["B1"]
+    start = feedback_angles(prog.sync())["B1"]
     opt = Optimiser("sgd", lr=5.0)
     for x, y in _batches(200, [30, 20, 4], batch=32):
-        prog.learn(x, y, opt)
-    assert start > 80 and feedback_angles(prog)["B1"] < 20
+        prog.step(x, y, opt)
+    assert start > 80 and feedback_angles(prog.sync())["B1"] < 20
 
 
 def test_nonlocal_rule_is_refused_unless_allowed():
     net = nl.build_mlp([4, 3, 2], nl.get_rule("bp"))
     with pytest.raises(LocalityError, match="weight-transport"):
-        RateProgram(net)
-    RateProgram(net, allow_nonlocal=True)
+        RateRunner(net)
+    RateRunner(net, allow_nonlocal=True)
 
 
 def test_shape_mismatch_names_the_expected_shape():
-    prog = RateProgram(nl.build_mlp([4, 3, 2], nl.get_rule("fa")))
+    prog = RateRunner(nl.build_mlp([4, 3, 2], nl.get_rule("fa")))
     with pytest.raises(ShapeError, match=r"expects \(batch, 4\)"):
         prog.forward(np.zeros((2, 5), np.float32))
 
@@ -105,13 +105,13 @@ def test_global_vector_cannot_be_lowered_to_rate():
     rule = nl.parse_rule("rule gv\nglobal lr = 1\nglobal vector e\n"
                          "on W: dw = -lr * glob.e * pre.r\n")
     with pytest.raises(LoweringError, match="global vector 'e'"):
-        RateProgram(nl.build_mlp([4, 3, 2], rule), allow_nonlocal=True)
+        RateRunner(nl.build_mlp([4, 3, 2], rule), allow_nonlocal=True)
 
 
 def test_non_separable_terms_are_evaluated_by_broadcasting():
     rule = nl.parse_rule("rule ns\nglobal lr = 1\n"
                          "on W: dw = -lr * tanh(post.r - pre.r)\n")
-    prog = RateProgram(nl.build_mlp([5, 3], rule), backend="numpy")
+    prog = RateRunner(nl.build_mlp([5, 3], rule), backend="numpy")
     x = np.random.default_rng(0).random((4, 5), dtype=np.float32)
     comps = prog.forward(x)
     d = prog.updates(comps)[(FORWARD, 1)]["w"]
@@ -128,7 +128,7 @@ def test_generated_source_is_printable_and_mentions_each_statement():
 
 
 def test_dfa_one_epoch_on_mnist_reaches_95_percent():
-    from neurolocal.train import TrainConfig, train
+    from neurolocal.app.training import TrainConfig, train
     torch.manual_seed(0)
     res = train(TrainConfig(rule="dfa", epochs=1, hidden=[500]), progress=False)
     assert res.test_accuracy >= 95.0, res.test_accuracy
@@ -136,7 +136,7 @@ def test_dfa_one_epoch_on_mnist_reaches_95_percent():
 
 
 def test_divergence_stops_with_the_epoch_and_keeps_the_last_checkpoint(tmp_path):
-    from neurolocal.train import TrainConfig, train
+    from neurolocal.app.training import TrainConfig, train
     out = tmp_path / "run.h5"
     cfg = TrainConfig(rule="fa", epochs=2, optimiser="sgd", lr=1.0, globals={"lr": 1e30},
                       limit=2000, test_limit=500, out=str(out))
@@ -153,7 +153,7 @@ def test_held_values_run_when_the_hold_phase_is_declared():
     rule = nl.parse_rule(text)
     rep = nl.check_locality(rule)
     assert rep.local and [p["name"] for p in rep.phases] == ["forward"]
-    prog = RateProgram(nl.build_mlp([6, 4, 3], rule), backend="numpy")
+    prog = RateRunner(nl.build_mlp([6, 4, 3], rule), backend="numpy")
     x, y = next(_batches(1, [6, 4, 3]))
     comps = prog.errors(prog.forward(x), y)
     d = prog.updates(comps)[(FORWARD, 1)]["w"]
@@ -165,7 +165,7 @@ def test_held_values_run_when_the_hold_phase_is_declared():
 def test_cuda_without_cuda_is_a_clear_error(spiking, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    from neurolocal.cli import main
+    from neurolocal.app.cli import main
 
     args = ["train", "--rule", "dfa", "--device", "cuda", "--samples", "20", "--json"]
     assert main(args + (["--spiking"] if spiking else [])) == 2
@@ -176,11 +176,11 @@ def test_cuda_without_cuda_is_a_clear_error(spiking, capsys):
 def test_torch_program_on_cuda_matches_the_cpu_one():
     sizes = [20, 16, 5]
     rule = nl.get_rule("dfa")
-    progs = {d: RateProgram(nl.build_mlp(sizes, rule, seed=3), backend="torch", device=d)
+    progs = {d: RateRunner(nl.build_mlp(sizes, rule, seed=3), backend="torch", device=d)
              for d in ("cpu", "cuda")}
     opts = {d: Optimiser("sgd") for d in progs}
     for x, y in _batches(5, sizes):
         for d, p in progs.items():
-            p.learn(x, y, opts[d])
+            p.step(x, y, opts[d])
     a, b = progs["cpu"].sync(), progs["cuda"].sync()
     np.testing.assert_allclose(a.state[FORWARD][1]["w"], b.state[FORWARD][1]["w"], atol=1e-5)

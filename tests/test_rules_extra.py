@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import neurolocal as nl
+from neurolocal.app.metrics import backprop_gradients, feedback_angles, relaxed_cosines
 from neurolocal.errors import LoweringError, RuleSyntaxError
-from neurolocal.hardware.rate import Optimiser, RateProgram
-from neurolocal.metrics import backprop_gradients, feedback_angles, relaxed_cosines
+from neurolocal.hardware.rate import Optimiser, RateRunner
 from neurolocal.rule import FORWARD
 from neurolocal.rules import builtin_text
 
@@ -100,7 +100,7 @@ def test_relax_equation_needs_a_declared_relax_phase():
 def test_exact_activation_relaxation_reaches_the_backprop_gradient(activation):
     net = nl.build_mlp([30, 24, 16, 4], nl.get_rule("ar-exact"),
                        hidden_activation=activation, seed=1)
-    prog = RateProgram(net, backend="numpy", allow_nonlocal=True)
+    prog = RateRunner(net, backend="numpy", allow_nonlocal=True)
     rng = np.random.default_rng(0)
     x = rng.random((16, 30), dtype=np.float32)
     y = rng.integers(0, 4, 16)
@@ -109,14 +109,14 @@ def test_exact_activation_relaxation_reaches_the_backprop_gradient(activation):
     assert min(cos.values()) > 0.99, cos
     # and the updates it makes from them are backprop's
     comps = prog.errors(prog.forward(x), np.eye(4, dtype=np.float32)[y])
-    ups, grads = prog.updates(comps), backprop_gradients(prog, x, y)
+    ups, grads = prog.updates(comps), backprop_gradients(prog.sync(), x, y)
     for k in (1, 2, 3):
         np.testing.assert_allclose(ups[(FORWARD, k)]["w"], -0.01 * grads[k - 1],
                                    rtol=1e-3, atol=1e-6)
 
 
 def test_simplified_activation_relaxation_is_not_the_gradient_at_init():
-    prog = RateProgram(nl.build_mlp([30, 24, 16, 4], nl.get_rule("ar"), seed=1),
+    prog = RateRunner(nl.build_mlp([30, 24, 16, 4], nl.get_rule("ar"), seed=1),
                        backend="numpy")
     rng = np.random.default_rng(0)
     cos = relaxed_cosines(prog, rng.random((16, 30), dtype=np.float32), rng.integers(0, 4, 16))
@@ -124,7 +124,7 @@ def test_simplified_activation_relaxation_is_not_the_gradient_at_init():
 
 
 def test_relaxed_values_are_held_at_the_end_of_their_phase():
-    prog = RateProgram(nl.build_mlp([8, 6, 3], nl.get_rule("ar")), backend="numpy")
+    prog = RateRunner(nl.build_mlp([8, 6, 3], nl.get_rule("ar")), backend="numpy")
     x = np.random.default_rng(0).random((4, 8), dtype=np.float32)
     comps = prog.errors(prog.forward(x), np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
     np.testing.assert_array_equal(comps[1]["x@settle"], comps[1]["x"])
@@ -140,15 +140,15 @@ def test_pal_aligns_its_feedback_and_fa_does_not():
     rng = np.random.default_rng(5)
     xt = rng.random((500, 30), dtype=np.float32)
     for name in ("fa", "pal"):
-        prog = RateProgram(nl.build_mlp(sizes, nl.get_rule(name), seed=0), backend="numpy",
+        prog = RateRunner(nl.build_mlp(sizes, nl.get_rule(name), seed=0), backend="numpy",
                            seed=0)
-        start = feedback_angles(prog)["B1"]
+        start = feedback_angles(prog.sync())["B1"]
         opt = Optimiser("adam")
         for x, y in _teacher(400, sizes, batch=32):
-            prog.learn(x, y, opt)
-        angles[name] = (start, feedback_angles(prog)["B1"])
+            prog.step(x, y, opt)
+        angles[name] = (start, feedback_angles(prog.sync())["B1"])
         teacher = np.random.default_rng(0).standard_normal((30, 4))
-        accs[name] = float((prog._np(prog.predict(xt)).argmax(1)
+        accs[name] = float((prog.predict(xt).argmax(1)
                             == ((xt - 0.5) @ teacher).argmax(1)).mean())
     assert 75 < angles["pal"][0] < 105 and angles["fa"][0] == angles["pal"][0]
     assert angles["pal"][1] < 30, angles
@@ -157,7 +157,7 @@ def test_pal_aligns_its_feedback_and_fa_does_not():
 
 
 def test_pal_noise_is_private_always_on_while_learning_and_off_for_inference():
-    prog = RateProgram(nl.build_mlp([10, 8, 3], nl.get_rule("pal"), seed=0), backend="numpy")
+    prog = RateRunner(nl.build_mlp([10, 8, 3], nl.get_rule("pal"), seed=0), backend="numpy")
     x = np.random.default_rng(0).random((64, 10), dtype=np.float32)
     clean, noisy = prog.forward(x), prog.forward(x, noisy=True)
     np.testing.assert_array_equal(clean[1]["xi"], 0)
@@ -178,7 +178,7 @@ def test_dynamic_inversion_stability_is_measured_and_reported_not_enforced():
     rng = np.random.default_rng(0)
     x = rng.random((4, 20), dtype=np.float32)
     y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)]
-    prog = RateProgram(net, backend="numpy")
+    prog = RateRunner(net, backend="numpy")
     rep = prog.stability(x, y)
     assert rep["phase"] == "invert" and rep["stable"]
     # the output block is W f' B - alpha I, measured through the generated code
@@ -189,11 +189,11 @@ def test_dynamic_inversion_stability_is_measured_and_reported_not_enforced():
     assert rep["blocks"]["u2"] == pytest.approx(worst, abs=1e-3)
     assert rep["blocks"]["u1"] == pytest.approx(-alpha, abs=1e-3)  # no layer below inverts
     # without the leak some direction grows: reported as unstable, and the run goes on
-    leakless = RateProgram(nl.build_mlp(sizes, rule.with_globals(alpha=0.0), seed=2),
+    leakless = RateRunner(nl.build_mlp(sizes, rule.with_globals(alpha=0.0), seed=2),
                            backend="numpy")
     bad = leakless.stability(x, y)
     assert not bad["stable"] and bad["max_real_eig"] > 0
-    leakless.learn(x, y, Optimiser("sgd"))  # nothing enforced: it runs
+    leakless.step(x, y, Optimiser("sgd"))  # nothing enforced: it runs
 
 
 def test_dynamic_inversion_inverts_the_forward_weights_as_alpha_shrinks():
@@ -204,7 +204,7 @@ def test_dynamic_inversion_inverts_the_forward_weights_as_alpha_shrinks():
     rule = nl.parse_rule(text).with_globals(alpha=0.01)
     net = nl.build_mlp([12, 10, 3], rule, hidden_activation="tanh", seed=0)
     net.state["B"][1]["w"] = -net.state[FORWARD][2]["w"][:, :-1].T.copy()
-    prog = RateProgram(net, backend="numpy")
+    prog = RateRunner(net, backend="numpy")
     x = np.random.default_rng(1).random((5, 12), dtype=np.float32)
     comps = prog.errors(prog.forward(x), np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]])
     produced = comps[1]["e"] @ net.state[FORWARD][2]["w"][:, :-1].T
@@ -215,20 +215,20 @@ def test_dynamic_inversion_inverts_the_forward_weights_as_alpha_shrinks():
 def test_lowering_errors_for_what_the_rate_target_cannot_run():
     bad = builtin_text("dyninv") + "on F: dw = lr * pre.e * post.r\n"
     with pytest.raises(LoweringError, match="no state of its own"):
-        RateProgram(nl.build_mlp([4, 3, 2], nl.parse_rule(bad)))
+        RateRunner(nl.build_mlp([4, 3, 2], nl.parse_rule(bad)))
     with pytest.raises(LoweringError, match="no relax phase"):
-        RateProgram(nl.build_mlp([4, 3, 2], nl.get_rule("fa"))).stability(
+        RateRunner(nl.build_mlp([4, 3, 2], nl.get_rule("fa"))).stability(
             np.zeros((1, 4), np.float32), np.zeros((1, 2), np.float32))
 
 
 def test_ia_feedback_learns_to_invert_and_aligns():
     rule = nl.get_rule("ia").with_globals(lr=0.0)  # forward weights held: B chases them
-    prog = RateProgram(nl.build_mlp([30, 20, 4], rule, seed=0), backend="numpy")
-    start = feedback_angles(prog)["B1"]
+    prog = RateRunner(nl.build_mlp([30, 20, 4], rule, seed=0), backend="numpy")
+    start = feedback_angles(prog.sync())["B1"]
     opt = Optimiser("sgd", lr=5.0)
     for x, y in _teacher(200, [30, 20, 4], batch=32):
-        prog.learn(x, y, opt)
-    assert start > 75 and feedback_angles(prog)["B1"] < 25
+        prog.step(x, y, opt)
+    assert start > 75 and feedback_angles(prog.sync())["B1"] < 25
     # amp + null: B W ~ a projection (B reconstructs the layer from the one above)
     w = prog.state[FORWARD][2]["w"][:, :-1]
     b = prog.feedback_matrix(rule.feedback["B"], 1)
@@ -236,12 +236,12 @@ def test_ia_feedback_learns_to_invert_and_aligns():
 
 
 def test_sparse_dfa_keeps_its_sparsity():
-    prog = RateProgram(nl.build_mlp([30, 40, 40, 10], nl.get_rule("sdfa"), seed=0))
+    prog = RateRunner(nl.build_mlp([30, 40, 40, 10], nl.get_rule("sdfa"), seed=0))
     for layer in (1, 2):
         b = prog.state["B"][layer]["w"]
         assert 0.03 < (b != 0).mean() < 0.2
     for x, y in _teacher(3, [30, 40, 40, 10]):
-        prog.learn(x, y, Optimiser("adam"))
+        prog.step(x, y, Optimiser("adam"))
     for layer in (1, 2):
         assert 0.03 < (prog.state["B"][layer]["w"] != 0).mean() < 0.2
 
@@ -273,7 +273,7 @@ def test_fa_two_layer_error_falls_exponentially_and_aligns_only_with_decay():
 @pytest.mark.parametrize("name, floor", [("ar", 81.0), ("pc", 80.0), ("dyninv", 80.0),
                                          ("pal", 79.0), ("ia", 81.0), ("sdfa", 82.0)])
 def test_short_mnist_training_floor(name, floor):
-    from neurolocal.train import TrainConfig, train
+    from neurolocal.app.training import TrainConfig, train
     torch.manual_seed(0)
     res = train(TrainConfig(rule=name, epochs=1, limit=3000, test_limit=500), progress=False)
     assert res.test_accuracy >= floor, res.test_accuracy

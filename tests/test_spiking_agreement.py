@@ -8,7 +8,9 @@ on rounding). A hand-worked example pins the semantics themselves.
 import numpy as np
 import pytest
 
-from neurolocal.hardware.spiking import ReferenceSimulator, SpikingConfig, lower_rule
+from neurolocal.hardware.base import get_target
+from neurolocal.hardware.reference import ReferenceSimulator
+from neurolocal.hardware.semantics import SpikingConfig, lower_rule
 from neurolocal.network import build_mlp
 from neurolocal.rules import get_rule
 
@@ -17,8 +19,15 @@ pytest.importorskip("torch")
 pytest.importorskip("snntorch")
 pytest.importorskip("brian2")
 
-from neurolocal.hardware.brian2_target import Brian2Runner  # noqa: E402
-from neurolocal.hardware.snntorch_target import SnnTorchProgram  # noqa: E402
+
+
+def snntorch_runner(net, config, **kw):
+    return get_target("snntorch").runner(net, config, **kw)
+
+
+def brian2_runner(net, config, **kw):
+    return get_target("brian2").runner(net, config, codegen="numpy", input_mode="raster", **kw)
+
 
 SIZES = [20, 10, 3]
 T, EPOCHS = 12, 6
@@ -55,8 +64,8 @@ def test_snntorch_brian2_and_reference_agree(rule_name, cfg_name):
     config = CONFIGS[cfg_name]
     net, ref, spikes, targets = _setup(rule_name, config, SIZES if cfg_name == "if"
                                        else [20, 10, 8, 3])
-    snn = SnnTorchProgram(net, config, dtype="float64")
-    b2 = Brian2Runner(net, config, codegen="numpy", input_mode="raster")
+    snn = snntorch_runner(net, config, dtype="float64")
+    b2 = brian2_runner(net, config)
     total_spikes = 0.0
     for k in range(EPOCHS):
         out = ref.run_epoch(spikes[k][:, None, :], targets[k][None])
@@ -81,7 +90,7 @@ def test_snntorch_brian2_and_reference_agree(rule_name, cfg_name):
 def test_batched_snntorch_averages_updates_like_the_reference():
     config = SpikingConfig(timesteps=T)
     net, ref, spikes, targets = _setup("dfa", config)
-    snn = SnnTorchProgram(net, config, dtype="float64")
+    snn = snntorch_runner(net, config, dtype="float64")
     batch = np.moveaxis(spikes, 0, 1)  # (T, B, n0): all epochs' samples side by side
     a = ref.run_epoch(batch, targets)
     b = snn.run_epoch(batch, targets)
@@ -93,7 +102,7 @@ def test_batched_snntorch_averages_updates_like_the_reference():
 def test_snntorch_on_cuda_agrees_with_the_reference():
     config = SpikingConfig(timesteps=T)
     net, ref, spikes, targets = _setup("dfa", config)
-    snn = SnnTorchProgram(net, config, dtype="float64", device="cuda")
+    snn = snntorch_runner(net, config, dtype="float64", device="cuda")
     batch = np.moveaxis(spikes, 0, 1)
     a = ref.run_epoch(batch, targets)
     b = snn.run_epoch(batch, targets)
@@ -104,7 +113,7 @@ def test_snntorch_on_cuda_agrees_with_the_reference():
 def test_float32_snntorch_stays_close_to_the_reference():
     config = SpikingConfig(timesteps=T)
     net, ref, spikes, targets = _setup("dfa", config)
-    snn = SnnTorchProgram(net, config)  # float32, the training default
+    snn = snntorch_runner(net, config)  # float32, the training default
     for k in range(3):
         ref.run_epoch(spikes[k][:, None, :], targets[k][None])
         snn.run_epoch(spikes[k][:, None, :], targets[k][None])
@@ -115,8 +124,8 @@ def test_float32_snntorch_stays_close_to_the_reference():
 def test_tied_feedback_runs_only_with_allow_nonlocal_and_agrees():
     config = SpikingConfig(timesteps=T)
     net, ref, spikes, targets = _setup("bp", config, allow_nonlocal=True)
-    b2 = Brian2Runner(net, config, codegen="numpy", input_mode="raster", allow_nonlocal=True)
-    snn = SnnTorchProgram(net, config, dtype="float64", allow_nonlocal=True)
+    b2 = brian2_runner(net, config, allow_nonlocal=True)
+    snn = snntorch_runner(net, config, dtype="float64", allow_nonlocal=True)
     for k in range(EPOCHS):
         ref.run_epoch(spikes[k][:, None, :], targets[k][None])
         snn.run_epoch(spikes[k][:, None, :], targets[k][None])
@@ -145,7 +154,7 @@ def test_hand_worked_if_chain():
     expected = {1: 2.0, 2: 1.0}
     ref = ReferenceSimulator(net, lower_rule(rule, config))
     layers = ref.simulate(spikes)
-    snn = SnnTorchProgram(net, config, dtype="float64")
+    snn = snntorch_runner(net, config, dtype="float64")
     raw = snn.simulate(spikes)
     for layer, count in expected.items():
         assert layers[layer]["tr1"][0, 0] == count
@@ -154,7 +163,7 @@ def test_hand_worked_if_chain():
     comps = ref.compartments(layers, None)
     assert comps[1]["r"][0, 0] == pytest.approx(2 / 5)
     assert comps[2]["r"][0, 0] == pytest.approx(1 / 4)
-    b2 = Brian2Runner(net, config, codegen="numpy", input_mode="raster")
+    b2 = brian2_runner(net, config)
     scores = b2.run(spikes.transpose(1, 0, 2), learn=False)
     drive = float(layers[2]["asum"][0, 0]) / 4  # steps 2..5: 0, .6, 0, .6
     assert drive == pytest.approx(0.3)

@@ -1,11 +1,10 @@
 """CLI smoke tests: ``compile --target snntorch|brian2`` and ``train --spiking --json``."""
 
-import argparse
 import json
 
 import pytest
 
-from neurolocal.cli import main
+from neurolocal.app.cli import main
 
 pytest.importorskip("snntorch")
 pytest.importorskip("brian2")
@@ -47,14 +46,12 @@ def test_train_spiking_json_on_snntorch(capsys):
 
 
 def test_train_spiking_on_brian2_through_the_target_registry(monkeypatch):
-    from neurolocal.hardware.targets import train_spiking
+    from neurolocal.app.training import TrainConfig, train
 
     monkeypatch.setenv("NEUROLOCAL_BRIAN2_CODEGEN", "numpy")
-    args = argparse.Namespace(
-        rule="dfa", dataset="mnist", hidden=[20], epochs=1, batch_size=1, seed=0,
-        samples=60, test_samples=60, timesteps=5, json=True, device="cpu",
-        set=["lr=0.05"], allow_nonlocal=False, target="brian2", optimiser=None)
-    res = train_spiking(args)
+    res = train(TrainConfig(rule="dfa", target="brian2", hidden=[20], batch_size=1, limit=60,
+                            test_limit=60, timesteps=5, globals={"lr": 0.05}),
+                progress=False).to_dict()
     assert res["target"] == "brian2" and res["codegen"] == "numpy"
     assert res["rule"] == "dfa" and 0.0 <= res["test_accuracy"] <= 100.0
     json.dumps(res)

@@ -6,8 +6,9 @@ The floors are measured values minus a margin (see the comments); chance is 10 %
 import numpy as np
 import pytest
 
-from neurolocal.data import load_dataset
-from neurolocal.hardware.spiking import SpikingConfig
+from neurolocal.app.data import load_dataset
+from neurolocal.hardware.base import get_target
+from neurolocal.hardware.semantics import SpikingConfig
 from neurolocal.network import build_mlp
 from neurolocal.rules import get_rule
 
@@ -18,30 +19,28 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 def test_spiking_dfa_learns_mnist_subset_on_snntorch():
     import torch
 
-    from neurolocal.hardware.snntorch_target import train
+    from neurolocal.app.training import TrainConfig, train
 
     torch.set_num_threads(1)
-    res = train(get_rule("dfa").with_globals(lr=0.2), hidden=(200,), epochs=2, batch_size=20,
-                samples=3000, test_samples=1000, config=SpikingConfig(timesteps=12), seed=0,
-                progress=False)
+    res = train(TrainConfig(rule="dfa", target="snntorch", globals={"lr": 0.2}, hidden=[200],
+                            epochs=2, batch_size=20, limit=3000, test_limit=1000, timesteps=12,
+                            seed=0), progress=False).to_dict()
     # measured 87.1 % (seed 0, 2 passes over 3000 images, T = 12)
     assert res["test_accuracy"] >= 80.0
-    assert res["history"][-1]["lr"] == pytest.approx(0.2)
-    assert res["synaptic_events"] > 0
+    assert res["synaptic_events"] > 0 and res["mode"] == "spiking"
 
 
 def test_spiking_dfa_learns_on_brian2_numpy():
     pytest.importorskip("brian2")
-    from neurolocal.hardware.brian2_target import Brian2Runner
-
     rule = get_rule("dfa").with_globals(lr=0.05)
     cfg = SpikingConfig(timesteps=8)
     tr = load_dataset("mnist", "train", limit=400, verbose=False)
     te = load_dataset("mnist", "test", limit=200, verbose=False)
-    runner = Brian2Runner(build_mlp([784, 40, 10], rule, seed=0), cfg, codegen="numpy",
-                          input_mode="poisson", seed=0)
-    runner.run(np.array(tr.x), np.eye(10)[tr.y], learn=True)
-    scores = runner.run(np.array(te.x), learn=False)
+    runner = get_target("brian2").runner(build_mlp([784, 40, 10], rule, seed=0), cfg,
+                                         codegen="numpy", seed=0)
+    assert runner.input_mode == "poisson"  # drawn in Brian2
+    runner.learn(np.array(tr.x), np.eye(10)[tr.y])
+    scores = runner.predict(np.array(te.x))
     acc = 100.0 * float((scores.argmax(1) == te.y).mean())
     # measured 63.5 % (seed 0, 400 images once, batch 1)
     assert acc >= 40.0

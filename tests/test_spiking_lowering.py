@@ -1,24 +1,16 @@
-"""Every built-in rule lowers to the spiking targets or fails with its documented error."""
-
-import re
-from pathlib import Path
+"""Lowering every built-in rule to the spiking semantics, and the errors that name why not."""
 
 import numpy as np
 import pytest
 
 import neurolocal as nl
 from neurolocal.errors import LocalityError, LoweringError
-from neurolocal.hardware.spiking import (
-    SYMBOLS,
-    ReferenceSimulator,
-    SpikingConfig,
-    encode_input,
-    lower_rule,
-)
+from neurolocal.hardware.base import get_target
+from neurolocal.hardware.reference import ReferenceSimulator
+from neurolocal.hardware.semantics import SYMBOLS, SpikingConfig, lower_rule
 from neurolocal.rules import builtin_names, get_rule
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "spiking.md"
 
 
 def _verdict(name: str) -> str:
@@ -36,42 +28,19 @@ def _verdict(name: str) -> str:
         return "LoweringError"
 
 
-def _docs_table() -> dict[str, list[str]]:
-    rows = {}
-    for line in DOCS.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\|\s*`([\w-]+)`\s*\|(.*)\|\s*$", line)
-        if m:
-            rows[m.group(1)] = [c.strip() for c in m.group(2).split("|")]
-    return rows
-
-
-@pytest.mark.parametrize("name", builtin_names())
-def test_builtin_rule_lowers_or_fails_as_documented(name):
-    rows = _docs_table()
-    assert name in rows, f"docs/spiking.md has no row for built-in rule {name!r}"
-    locality, snntorch_cell, brian2_cell, lava_cell = rows[name][:4]
-    verdict = _verdict(name)
-    for cell in (snntorch_cell, brian2_cell):
-        if verdict == "runs":
-            assert cell.startswith("runs") and "allow-nonlocal" not in cell, (name, cell)
-        else:
-            assert cell.startswith(verdict), (name, verdict, cell)
-    assert "see lava" in lava_cell
-
-
 @pytest.mark.parametrize("name", builtin_names())
 def test_compile_text_prints_both_targets(name):
-    from neurolocal.hardware.targets import compile_text
     rule = get_rule(name)
+    snn, b2t = get_target("snntorch"), get_target("brian2")
     if _verdict(name) == "LoweringError":
         with pytest.raises(LoweringError):
-            compile_text(rule, "snntorch")
+            snn.compile(rule, allow_nonlocal=True)
         return
-    text = compile_text(rule, "snntorch")
+    text = snn.compile(rule, allow_nonlocal=True)
     compile(text, "<generated>", "exec")  # the snntorch program is Python
     for up in rule.updates:
         assert up.text in text
-    b2 = compile_text(rule, "brian2")
+    b2 = b2t.compile(rule, allow_nonlocal=True)
     assert "on_pre='I_post += w'" in b2 and "run_regularly" in b2
     assert "nl_W1_update" in b2 and "name='nl_L1'" in b2
 
@@ -134,13 +103,6 @@ def test_config_rejects_bad_values_by_name():
         SpikingConfig().with_options(tau9=1.0)
 
 
-def test_regular_encoding_counts_floor_of_intensity():
-    x = np.array([[0.0, 0.25, 0.5, 1.0]])
-    s = encode_input(x, SpikingConfig(timesteps=8, encoding="regular"))
-    assert s.shape == (8, 1, 4)
-    assert s.sum(0).tolist() == [[0.0, 2.0, 4.0, 8.0]]
-
-
 ELIG = """rule elig "DFA through a synaptic tag, with a mixed term"
 global lr = 0.5
 global keep = 0.5
@@ -156,8 +118,7 @@ on W: dw = -lr * syn.e - 0.01 * lr * max(pre.r, post.r) * syn.w
 def test_tag_and_mixed_terms_agree_on_every_target():
     pytest.importorskip("snntorch")
     pytest.importorskip("brian2")
-    from neurolocal.hardware.brian2_target import Brian2Runner, syn_name
-    from neurolocal.hardware.snntorch_target import SnnTorchProgram
+    from neurolocal.hardware.brian2.lower import syn_name
 
     assert syn_name("e") != "e"  # Brian2's constant e: renamed
     rule = nl.parse_rule(ELIG)
@@ -169,11 +130,11 @@ def test_tag_and_mixed_terms_agree_on_every_target():
     spikes = (rng.random((4, 10, 12)) < 0.5).astype(float)
     targets = np.eye(3)[[0, 1, 2, 0]]
     ref = ReferenceSimulator(net, lower_rule(rule, cfg))
-    snn = SnnTorchProgram(net, cfg, dtype="float64")
+    snn = get_target("snntorch").runner(net, cfg, dtype="float64")
     for k in range(4):
         ref.run_epoch(spikes[k][:, None], targets[k][None])
         snn.run_epoch(spikes[k][:, None], targets[k][None])
-    b2 = Brian2Runner(net, cfg, codegen="numpy", input_mode="raster")
+    b2 = get_target("brian2").runner(net, cfg, codegen="numpy", input_mode="raster")
     b2.run(spikes, targets)
     w = b2.weights()
     for layer in (1, 2):
@@ -186,7 +147,8 @@ def test_tag_and_mixed_terms_agree_on_every_target():
 
 def test_brian2_names_are_stable_and_the_cache_is_ours():
     pytest.importorskip("brian2")
-    from neurolocal.hardware.brian2_target import build_model, cache_dir
+    from neurolocal.hardware.brian2.lower import build_model
+    from neurolocal.hardware.brian2.runtime import cache_dir
 
     prog = lower_rule(get_rule("kp"))
     a, b = build_model(prog, [784, 100, 10]), build_model(prog, [784, 100, 10])

@@ -1,0 +1,315 @@
+"""The Brian2 runtime: the lowered model instantiated as real NeuronGroups and Synapses.
+
+Objects have stable names and the Cython cache lives under ``~/.cache/neurolocal/brian2`` so
+a network compiles once; ``codegen="numpy"`` needs no compiler (unit tests use it). The
+simulation starts at t = 1 step, so epoch k covers steps kT+1 .. kT+T and ends on a tick of
+the epoch clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolocal.errors import LoweringError, NeurolocalError
+from neurolocal.network import Network
+from neurolocal.rule import FORWARD
+
+from ..encoding import encode_input
+from ..semantics import feedback_matrix, require_dense
+from .lower import (
+    ORDER_NEXT,
+    ORDER_RECORD,
+    ORDER_TIED,
+    Brian2Model,
+    _strip,
+    build_model,
+    comp_name,
+    syn_name,
+)
+
+CODEGENS = ("numpy", "cython", "auto")
+
+
+def cache_dir() -> Path:
+    """Where Brian2's Cython cache lives (stable names make its entries reusable)."""
+    return Path.home() / ".cache" / "neurolocal" / "brian2"
+
+
+def _cython_works() -> bool:
+    try:
+        import Cython  # noqa: F401
+    except ImportError:
+        return False
+    import shutil
+    return shutil.which("cc") is not None or shutil.which("gcc") is not None
+
+
+def set_prefs(codegen: str) -> str:
+    """Brian2's code generation target (and its Cython cache): the one Brian2 set-up.
+
+    ``auto``: Cython where a compiler works, else numpy. Returns the target chosen.
+    """
+    from brian2 import prefs
+    if codegen not in CODEGENS:
+        raise LoweringError(f"unknown Brian2 code generation target {codegen!r}: expected "
+                            f"one of {', '.join(CODEGENS)}")
+    if codegen == "auto":
+        codegen = "cython" if _cython_works() else "numpy"
+    if codegen == "cython":
+        path = cache_dir()
+        path.mkdir(parents=True, exist_ok=True)
+        prefs.codegen.runtime.cython.cache_dir = str(path)
+    prefs.codegen.target = codegen
+    return codegen
+
+
+class Brian2Runner:
+    """A Brian2 network for a lowered rule, built once, fed samples epoch by epoch.
+
+    ``input_mode="poisson"`` draws input spikes inside Brian2 (``rand() < p_in``, p_in set
+    per epoch); ``"raster"`` replays given spike trains step by step (exact, for tests).
+    """
+
+    def __init__(self, net: Network, model: Brian2Model, *, codegen: str = "auto",
+                 input_mode: str | None = None, seed: int = 0):
+        import brian2 as b2
+
+        require_dense(net, "brian2")
+        if list(model.sizes) != list(net.sizes):
+            raise LoweringError(f"the Brian2 model was built for layers {model.sizes}, the "
+                                f"network has {net.sizes}")
+        self.b2, self.net = b2, net
+        self.target = "brian2"
+        self.program = model.program
+        self.cfg = self.program.config
+        self.codegen = set_prefs(codegen)
+        b2.seed(seed)
+        self.rng = np.random.default_rng(seed)
+        if input_mode is not None and input_mode != model.input_mode:
+            model = build_model(self.program, net.sizes, input_mode=input_mode)
+        self.model = model
+        self.input_mode = model.input_mode
+        self._build()
+
+    # -- construction ----------------------------------------------------------------
+    def _build(self) -> None:
+        b2, ms = self.b2, self.b2.ms
+        model, t_ep = self.model, self.cfg.timesteps * self.b2.ms
+        objs: list = []
+        self.groups, self.synapses, self.learning_ops = {}, {}, []
+        ns = dict(model.namespace)
+        for g in model.groups:
+            grp = b2.NeuronGroup(g.n, "\n".join(g.model), threshold=g.threshold, reset=g.reset,
+                                 name=g.name, namespace={**ns, **g.constants}, dt=1 * ms)
+            if g.step:
+                grp.run_regularly(g.step, when="groups", name=f"{g.name}_step")
+            for op in g.epoch:
+                ro = grp.run_regularly(_strip(op.code), dt=t_ep, when="end", order=op.order,
+                                       name=op.name)
+                if op.learning:
+                    self.learning_ops.append(ro)
+            self.groups[g.layer] = grp
+            objs.append(grp)
+        self.tied = []
+        for s in model.synapses:
+            syn = b2.Synapses(self.groups[int(s.source[4:])], self.groups[int(s.target[4:])],
+                              "\n".join(s.model), on_pre=s.on_pre, name=s.name, namespace=ns,
+                              dt=1 * ms)
+            syn.connect()
+            if s.summed:
+                upd = syn.summed_updaters[f"{s.summed[0]}_post"]
+                upd.when, upd.order = "end", s.summed[1]
+            for op in s.epoch:
+                ro = syn.run_regularly(_strip(op.code), dt=t_ep, when="end", order=op.order,
+                                       name=op.name)
+                if op.learning:
+                    self.learning_ops.append(ro)
+            self.synapses[(s.projection, s.layer)] = (syn, s)
+            if s.plan is not None and s.plan.mode == "tied":
+                self.tied.append((syn, s))
+            objs.append(syn)
+        self._load_weights()
+        out = self.groups[self.net.depth]
+        self.monitor = b2.StateMonitor(out, ["tr1", "asum"], record=True, dt=t_ep, when="end",
+                                       order=ORDER_RECORD, name="nl_output_monitor")
+        objs.append(self.monitor)
+        self.counters = [b2.SpikeMonitor(self.groups[layer], record=False,
+                                         name=f"nl_count_L{layer}")
+                         for layer in range(self.net.depth)]
+        objs += self.counters
+        self._queue: dict = {}
+        self._step_rows = None
+        self._step = 0
+        self._epoch = 0
+        objs.append(b2.NetworkOperation(self._next_epoch, dt=t_ep, when="end",
+                                        order=ORDER_NEXT, name="nl_next_epoch"))
+        if self.input_mode == "raster":
+            objs.append(b2.NetworkOperation(self._next_step, dt=1 * ms, when="start",
+                                            name="nl_input_step"))
+        if self.tied:
+            objs.append(b2.NetworkOperation(self._copy_tied, dt=t_ep, when="end",
+                                            order=ORDER_TIED, name="nl_tied_feedback"))
+        self.network = b2.Network(*objs)
+        self.network.t_ = float(1 * ms)
+
+    def _load_weights(self) -> None:
+        for (proj, layer), (syn, spec) in self.synapses.items():
+            st = self.net.state[proj][layer]
+            i, j = syn.i[:], syn.j[:]
+            if spec.kind == "forward":
+                for var, value in st.items():
+                    setattr(syn, syn_name(var), np.asarray(value, np.float64)[j, i])
+                grp = self.groups[layer]
+                grp.b = np.asarray(st["w"][:, -1], np.float64)
+                for var, value in st.items():
+                    if var != "w" and f"b_{syn_name(var)}" in grp.variables:
+                        setattr(grp, f"b_{syn_name(var)}", np.asarray(value[:, -1], np.float64))
+            else:
+                w = np.asarray(st["w"], np.float64)
+                if spec.plan.mode == "fixed":
+                    w = feedback_matrix(spec.plan, w)
+                for var, value in st.items():
+                    setattr(syn, syn_name(var),
+                            (w if var == "w" else np.asarray(value, np.float64))[j, i])
+
+    def _copy_tied(self) -> None:
+        for syn, spec in self.tied:
+            fwd, _ = self.synapses[(FORWARD, spec.layer + 1)]
+            w_next = np.zeros((self.net.sizes[spec.layer + 1], self.net.sizes[spec.layer]))
+            w_next[fwd.j[:], fwd.i[:]] = fwd.w[:]
+            stored = np.asarray(self.net.state[spec.projection][spec.layer]["w"], np.float64)
+            b = feedback_matrix(spec.plan, stored, w_next)
+            syn.w = b[syn.j[:], syn.i[:]]
+
+    def weights(self) -> dict:
+        """Current synaptic state as the network IR lays it out (float64 copies)."""
+        out: dict = {}
+        for (proj, layer), (syn, spec) in self.synapses.items():
+            st = self.net.state[proj][layer]
+            i, j = syn.i[:], syn.j[:]
+            d = {}
+            for var in st:
+                m = np.zeros(st[var].shape)
+                if spec.kind == "forward":
+                    m[j, i] = getattr(syn, syn_name(var))[:]
+                    grp = self.groups[layer]
+                    m[:, -1] = grp.b[:] if var == "w" else (
+                        getattr(grp, f"b_{syn_name(var)}")[:]
+                        if f"b_{syn_name(var)}" in grp.variables else 0.0)
+                else:
+                    m[j, i] = getattr(syn, syn_name(var))[:]
+                d[var] = m
+            out.setdefault(proj, {})[layer] = d
+        return out
+
+    def sync(self) -> Network:
+        """Write the weights back into the network."""
+        for proj, layers in self.weights().items():
+            for layer, d in layers.items():
+                if proj != FORWARD and self.synapses[(proj, layer)][1].plan.mode != "learned":
+                    continue
+                for var, m in d.items():
+                    self.net.state[proj][layer][var] = m.astype(np.float32)
+        return self.net
+
+    # -- feeding samples -------------------------------------------------------------
+    def _set_epoch(self, k: int) -> None:
+        """Load sample k's per-epoch values (target; input probability in poisson mode)."""
+        q = self._queue
+        if k >= q["n"]:
+            return
+        out = self.groups[self.net.depth]
+        if q.get("target") is not None:
+            setattr(out, comp_name("target"), q["target"][k])
+        if self.input_mode == "poisson":
+            self.groups[0].p_in = q["p"][k]
+
+    def _next_epoch(self) -> None:
+        self._epoch += 1
+        self._set_epoch(self._epoch)
+
+    def _next_step(self) -> None:
+        if self._step < len(self._step_rows):
+            self.groups[0].flag = self._step_rows[self._step]
+        self._step += 1
+
+    # -- the Runner interface ---------------------------------------------------------
+    def learn(self, x: Any, onehot: Any) -> None:
+        """Pixels (N, n0), one learning epoch each, in order (strictly online)."""
+        self.run(self._inputs(x), onehot, learn=True)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return self.run(self._inputs(x), None, learn=False)
+
+    def learn_spikes(self, spikes: np.ndarray, onehot: np.ndarray) -> None:
+        """Replay spike trains (T, N, n0), one learning epoch each (raster mode)."""
+        self.run(self._raster(spikes), onehot, learn=True)
+
+    def predict_spikes(self, spikes: np.ndarray) -> np.ndarray:
+        return self.run(self._raster(spikes), None, learn=False)
+
+    def close(self) -> None:
+        """Nothing to release: Brian2 runs in this process."""
+
+    def _inputs(self, x: Any) -> np.ndarray:
+        if self.input_mode == "poisson":
+            return np.asarray(x, np.float64)
+        return np.moveaxis(encode_input(np.asarray(x), self.cfg, seed=self.rng), 0, 1)
+
+    def _raster(self, spikes: np.ndarray) -> np.ndarray:
+        if self.input_mode != "raster":
+            raise NeurolocalError("replaying spike trains needs the Brian2 runner in raster "
+                                  "input mode (bind it with input_mode='raster')")
+        return np.moveaxis(np.asarray(spikes), 0, 1)
+
+    def run(self, inputs: np.ndarray, targets: np.ndarray | None = None, *,
+            learn: bool = True, progress=None) -> np.ndarray:
+        """Present samples one epoch each; returns output scores (N, classes).
+
+        ``inputs``: spike trains (N, T, n0) in raster mode, pixels (N, n0) in poisson mode.
+        ``targets``: one-hot (N, classes), needed when ``learn``.
+        """
+        n = len(inputs)
+        if learn and targets is None:
+            raise NeurolocalError("Brian2Runner.run(learn=True) needs targets")
+        if self.input_mode == "raster":
+            inputs = np.asarray(inputs, np.float64)
+            if inputs.ndim != 3 or inputs.shape[1] != self.cfg.timesteps:
+                raise LoweringError(f"raster input must be (N, T={self.cfg.timesteps}, n0), "
+                                    f"got {inputs.shape}")
+            self._step_rows = inputs.reshape(-1, inputs.shape[2])
+            self._step = 0
+        p = None if self.input_mode == "raster" else \
+            np.asarray(inputs, np.float64) * self.cfg.input_rate
+        self._queue = {"n": n, "p": p,
+                       "target": None if targets is None else np.asarray(targets, np.float64)}
+        for op in self.learning_ops:
+            op.active = bool(learn)
+        self._epoch = 0
+        self._set_epoch(0)
+        before = len(self.monitor.t)
+        # every Network.run pays Brian2's before_run (tens of ms): chunk only for progress
+        chunk = n if progress is None else max(1, min(n, 1000))
+        for start in range(0, n, chunk):
+            steps = min(chunk, n - start) * self.cfg.timesteps
+            self.network.run(steps * self.b2.ms, namespace={})
+            if progress is not None:
+                progress(min(start + chunk, n))
+        tr1 = np.asarray(self.monitor.tr1[:, before:]).T
+        asum = np.asarray(self.monitor.asum[:, before:]).T
+        t = self.cfg.timesteps
+        depth = self.net.depth
+        return self.cfg.gain(1, depth) * tr1 + (0.5 / t) * np.tanh(
+            asum / self.cfg.window(depth))
+
+    @property
+    def events(self) -> float:
+        """Synaptic events delivered so far (pre spikes x fan-out, forward projections)."""
+        return float(sum(int(np.sum(self.counters[layer].count[:])) * self.net.sizes[layer + 1]
+                         for layer in range(self.net.depth)))
+
+
+# --------------------------------------------------------------------------------------

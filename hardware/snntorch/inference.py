@@ -1,0 +1,235 @@
+"""Run an :class:`~converters.model.SNNModel` with snntorch ``Leaky`` neurons.
+
+Why snntorch: batched, fast, CUDA when available, and the reference the other targets are
+checked against. Each spiking layer is ``snn.Leaky(beta, threshold, reset_mechanism=
+"subtract", reset_delay=True)`` -- IF for beta = 1, LIF below -- which is exactly the
+dynamics written in :mod:`converters.model`. The read-out layer is not a neuron: its
+current is summed over the time steps (the accumulated membrane of a non-leaky integrator),
+and the prediction is the argmax of that sum; a model with a spiking last layer is decoded
+by spike count instead.
+
+Input is a constant current (the image itself, every step; default) or Bernoulli/Poisson
+spikes (:func:`neurolocal.hardware.encoding.poisson_spikes`, the same trains for every
+target).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurolocal.converters.model import (
+    ConversionError,
+    RunResult,
+    SNNModel,
+    as_batch,
+    input_macs,
+    make_stats,
+    torch_ops,
+)
+
+from ..arrayops import torch_device
+from ..encoding import poisson_spikes
+
+__all__ = ["INPUTS", "SNNTorchNet", "run_snntorch", "sweep_snntorch"]
+
+INPUTS: tuple[str, ...] = ("current", "poisson")
+
+
+def _leaky(neuron: Any, dtype: torch.dtype, device: Any) -> torch.nn.Module:
+    import snntorch as snn
+
+    mod = snn.Leaky(
+        beta=torch.tensor(neuron.beta, dtype=dtype),
+        threshold=float(neuron.threshold),
+        reset_mechanism=neuron.reset,
+        reset_delay=True,
+        init_hidden=False,
+    )
+    return mod.to(device=device, dtype=dtype)
+
+
+class SNNTorchNet(torch.nn.Module):
+    """The model as torch modules: per layer an ``nn.Sequential`` of ops and a ``Leaky``."""
+
+    def __init__(self, model: SNNModel, *, dtype: torch.dtype = torch.float32,
+                 device: Any = "cpu") -> None:
+        super().__init__()
+        self.model = model
+        self.synapses = torch.nn.ModuleList(
+            [torch_ops(layer, dtype=dtype, device=device) for layer in model.layers]
+        )
+        self.neurons = torch.nn.ModuleList(
+            [_leaky(layer.neuron, dtype, device) if layer.neuron is not None
+             else torch.nn.Identity() for layer in model.layers]
+        )
+        self.dtype, self.device = dtype, torch.device(device)
+
+    @torch.no_grad()
+    def simulate(
+        self,
+        x: torch.Tensor | None,
+        timesteps: int,
+        *,
+        spikes_in: torch.Tensor | None = None,
+        checkpoints: Sequence[int] = (),
+    ) -> dict[str, Any]:
+        """Run one batch for ``timesteps`` steps.
+
+        ``x`` (B, ...) is a constant input current; or pass ``spikes_in`` (T, B, ...).
+        Returns the read-out (B, n_out) at every checkpoint and per-neuron spike sums.
+        """
+        model = self.model
+        n_layers = len(model.layers)
+        batch = int((x if x is not None else spikes_in[0]).shape[0])
+        mems: list[torch.Tensor | None] = [None] * n_layers
+        counts = [torch.zeros((batch, layer.n_out), dtype=torch.float32, device=self.device)
+                  for layer in model.layers if layer.spiking]
+        readout = torch.zeros((batch, model.n_outputs), dtype=self.dtype, device=self.device)
+        in_sum = None if spikes_in is None else torch.zeros(
+            model.layers[0].n_in, dtype=torch.float64, device=self.device)
+        const_first = self.synapses[0](x) if x is not None else None
+        snaps: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        stops = set(int(c) for c in checkpoints) | {int(timesteps)}
+        for t in range(int(timesteps)):
+            if spikes_in is not None:
+                s = spikes_in[t]
+                in_sum += s.reshape(batch, -1).sum(0, dtype=torch.float64)
+                h = self.synapses[0](s)
+            else:
+                h = const_first
+            k = 0
+            for i in range(n_layers):
+                if i > 0:
+                    h = self.synapses[i](h)
+                if model.layers[i].spiking:
+                    if mems[i] is None:
+                        neuron = model.layers[i].neuron
+                        mems[i] = torch.full_like(h, neuron.v_init * neuron.threshold)
+                    h, mems[i] = self.neurons[i](h, mems[i])
+                    h = h.to(self.dtype)
+                    counts[k] += h.reshape(batch, -1).float()
+                    k += 1
+                else:
+                    readout += h.reshape(batch, -1)
+            if t + 1 in stops:
+                out = counts[-1].clone() if model.layers[-1].spiking else readout.clone()
+                snaps[t + 1] = (out, [c.clone() for c in counts],
+                                None if in_sum is None else in_sum.clone())
+        return snaps
+
+
+def sweep_snntorch(
+    model: SNNModel,
+    x: Any,
+    timesteps: Sequence[int],
+    *,
+    input: str = "current",
+    seed: int = 0,
+    device: Any = None,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 256,
+    return_counts: bool = False,
+    spikes: np.ndarray | None = None,
+    progress: bool = False,
+) -> dict[int, RunResult]:
+    """Run once for ``max(timesteps)`` steps and read the result at every T in ``timesteps``.
+
+    Why one run: the network is causal, so the prediction after T steps of a long run equals
+    that of a T-step run. ``spikes`` (T, N, ...) overrides the Poisson input (for cross-backend
+    checks). Returns ``{T: RunResult}``.
+    """
+    if input not in INPUTS:
+        raise ConversionError(f"input {input!r}: choose one of {INPUTS}")
+    ts = sorted({int(t) for t in timesteps})
+    if not ts or ts[0] < 1:
+        raise ConversionError(f"timesteps must be integers >= 1, got {list(timesteps)}")
+    t_max = ts[-1]
+    dev = torch_device("cpu" if device is None else str(device))
+    xb = as_batch(model, x).astype(np.float64 if dtype == torch.float64 else np.float32)
+    n = len(xb)
+    net = SNNTorchNet(model, dtype=dtype, device=dev)
+    t0 = time.perf_counter()
+    outs: dict[int, list[np.ndarray]] = {t: [] for t in ts}
+    sums: dict[int, list[np.ndarray]] = {t: [] for t in ts}
+    insums: dict[int, np.ndarray] = {}
+    per_sample: dict[int, list[list[np.ndarray]]] = {t: [] for t in ts}
+    n_spiking = sum(1 for layer in model.layers if layer.spiking)
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        if input == "current":
+            xt = torch.from_numpy(xb[start:stop]).to(device=dev, dtype=dtype)
+            snaps = net.simulate(xt, t_max, checkpoints=ts)
+        else:
+            if spikes is not None:
+                sp = np.asarray(spikes[:t_max, start:stop], np.float32)
+                if sp.shape[0] < t_max:
+                    raise ConversionError(f"spikes has {sp.shape[0]} steps, {t_max} needed")
+                sp = sp.reshape((t_max, stop - start, *model.input_shape))
+            else:
+                sp = poisson_spikes(xb[start:stop], t_max, seed=seed, start=start)
+            st = torch.from_numpy(sp).to(device=dev, dtype=dtype)
+            snaps = net.simulate(None, t_max, spikes_in=st, checkpoints=ts)
+        for t in ts:
+            out, counts, in_sum = snaps[t]
+            outs[t].append(out.double().cpu().numpy())
+            if not sums[t]:
+                sums[t] = [np.zeros(c.shape[1]) for c in counts]
+            for acc, c in zip(sums[t], counts):
+                acc += c.double().sum(0).cpu().numpy()
+            if in_sum is not None:
+                insums[t] = insums.get(t, 0) + in_sum.cpu().numpy()
+            if return_counts:
+                per_sample[t].append([c.cpu().numpy().astype(np.int32) for c in counts])
+        if progress:
+            print(f"snntorch: {stop}/{n} samples, {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - t0
+    macs = input_macs(model, xb) if input == "current" else 0.0
+    results = {}
+    for t in ts:
+        output = np.concatenate(outs[t])
+        counts = None
+        if return_counts:
+            counts = [np.concatenate([b[k] for b in per_sample[t]]) for k in range(n_spiking)]
+        results[t] = RunResult(
+            target="snntorch",
+            timesteps=t,
+            predictions=np.argmax(output, axis=1),
+            outputs=output,
+            layer_stats=make_stats(model, sums[t], insums.get(t), n, t),
+            input=input,
+            input_macs=macs,
+            seconds=seconds,
+            spike_counts=counts,
+            extra={"device": str(dev), "dtype": str(dtype).replace("torch.", "")},
+        )
+    return results
+
+
+def run_snntorch(
+    model: SNNModel,
+    x: Any,
+    timesteps: int,
+    *,
+    input: str = "current",
+    seed: int = 0,
+    device: Any = None,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 256,
+    return_counts: bool = False,
+    spikes: np.ndarray | None = None,
+) -> RunResult:
+    """Run ``x`` (N, ...) through the spiking model for ``timesteps`` steps on snntorch.
+
+    ``device``: ``"cuda"`` when given (error if absent), CPU otherwise. ``dtype=torch.float64``
+    gives the precision used for cross-checks against Brian2.
+    """
+    return sweep_snntorch(model, x, [timesteps], input=input, seed=seed, device=device,
+                          dtype=dtype, batch_size=batch_size, return_counts=return_counts,
+                          spikes=spikes)[int(timesteps)]

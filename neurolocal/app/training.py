@@ -1,0 +1,402 @@
+"""One training loop for every target: a config object in, a result out.
+
+The loop is rule- and target-agnostic: it asks the registry for the target, lowers the rule,
+binds it to the network (fresh, or from a checkpoint on any target) and hands the runner
+samples in a fixed order. It evaluates, measures alignment, and writes an atomic checkpoint
+after every epoch. Everything a target cannot honour is refused before work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurolocal.errors import DivergenceError, NeurolocalError
+from neurolocal.network import Network, build_cnn, build_mlp
+from neurolocal.rule import FORWARD, Rule
+from neurolocal.rules import get_rule
+
+from .metrics import feedback_angles
+
+
+@dataclass
+class TrainConfig:
+    """What to train, where, and how long. ``None`` means "the target's default".
+
+    ``target``: any registered target (``numpy``/``torch`` rate mode; ``snntorch``,
+    ``brian2``, ``lava``, ``lava:fixed_pt``, ``lava:floating_pt`` spiking). ``lr`` is the
+    rate optimiser's step (Adam's step size; for sgd/momentum a multiplier of the rule's
+    update); spiking targets take the rule's own ``lr`` global (``globals``). ``lr_decay``
+    multiplies the step per epoch (rate default 0.8; on snntorch it decays the rule's ``lr``
+    global, default 1). ``init``: a checkpoint to start from (any target's).
+    """
+
+    rule: str | Rule | None = "fa"
+    target: str = "torch"
+    dataset: str = "mnist"
+    hidden: list[int] | None = None
+    conv: list[tuple[int, int, int, int]] = field(default_factory=list)
+    epochs: int = 1
+    batch_size: int | None = None
+    optimiser: str | None = None
+    lr: float | None = None
+    lr_decay: float | None = None
+    activation: str = "relu"
+    device: str | None = None
+    seed: int = 0
+    limit: int | None = None
+    test_limit: int | None = None
+    out: str | None = None
+    init: str | None = None
+    allow_nonlocal: bool = False
+    globals: dict[str, float] = field(default_factory=dict)
+    timesteps: int | None = None
+    codegen: str | None = None
+
+
+@dataclass
+class TrainResult:
+    rule: str
+    target: str
+    mode: str
+    dataset: str
+    test_accuracy: float
+    epochs: int
+    seconds: float
+    samples_per_second: float
+    samples: int
+    test_samples: int
+    history: list[dict]
+    feedback_angles: dict[str, float]
+    update_angles: dict[str, float]
+    data_source: str
+    checkpoint: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out.update(out.pop("extra"))
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before work starts
+
+
+def _positive(value: Any, flag: str, *, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise NeurolocalError(f"{flag} must be an integer >= 1, got {value!r}")
+
+
+def _check_config(cfg: TrainConfig, target: Any) -> None:
+    """Refuse what the target's mode cannot honour, naming the flag."""
+    spiking = target.mode == "spiking"
+    _positive(cfg.epochs, "--epochs", allow_none=False)
+    _positive(cfg.batch_size, "--batch-size")
+    _positive(cfg.limit, "--samples")
+    _positive(cfg.test_limit, "--test-samples")
+    _positive(cfg.timesteps, "--timesteps")
+    if spiking:
+        if cfg.conv:
+            raise NeurolocalError("--conv is rate mode only: the spiking targets lower dense "
+                                  "layers (drop --conv, or train in rate mode)")
+        if cfg.lr is not None:
+            raise NeurolocalError("--lr is the rate optimiser's step; spiking targets step by "
+                                  "the rule's own lr global: use --set lr=VALUE")
+        if cfg.batch_size not in (None, 1) and "batch_size" not in target.options:
+            raise NeurolocalError(f"--batch-size {cfg.batch_size}: {target.name} learns strictly "
+                                  "online (one learning epoch per sample); drop the flag")
+        if cfg.lr_decay not in (None, 1.0) and target.name != "snntorch":
+            raise NeurolocalError(f"--lr-decay: {target.name} bakes the rule's lr into its "
+                                  "program (Lava scales, Brian2 namespace); it cannot be "
+                                  "decayed between epochs here")
+    else:
+        if cfg.timesteps is not None:
+            raise NeurolocalError("--timesteps is for spiking targets; rate mode has no time "
+                                  "steps (add --spiking, or drop --timesteps)")
+    if cfg.codegen is not None and target.name != "brian2":
+        raise NeurolocalError(f"--codegen applies to the brian2 target, not {target.name}")
+    if cfg.device not in (None, "cpu") and "device" not in target.options:
+        raise NeurolocalError(f"--device {cfg.device}: {target.name} runs on the cpu only")
+    if cfg.out:
+        check_destination(cfg.out, "--out")
+
+
+def check_destination(path: str, flag: str) -> None:
+    """An output file must be writable where it is asked for: checked before work starts."""
+    p = Path(path)
+    if p.is_dir():
+        raise NeurolocalError(f"{flag} {path}: is a folder; give a file name, e.g. "
+                              f"{p / 'checkpoint.h5'}")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise NeurolocalError(f"{flag} {path}: folder {folder} does not exist")
+    import os
+    if not os.access(folder, os.W_OK):
+        raise NeurolocalError(f"{flag} {path}: folder {folder} is not writable")
+
+
+# --------------------------------------------------------------------------------------------
+# Setting up
+
+
+def _rule(cfg: TrainConfig, init: Network | None) -> Rule:
+    """The config's rule; without one, the checkpoint's (``--init`` without ``--rule``)."""
+    if cfg.rule is None:
+        if init is None:
+            raise NeurolocalError("no rule: give --rule NAME (or --init CHECKPOINT to continue "
+                                  "with the checkpoint's rule)")
+        rule = init.rule
+    else:
+        rule = cfg.rule if isinstance(cfg.rule, Rule) else get_rule(cfg.rule)
+    return rule.with_globals(**cfg.globals) if cfg.globals else rule
+
+
+def _network(cfg: TrainConfig, rule: Rule, n_in: int, n_classes: int,
+             init: Network | None) -> Network:
+    if init is not None:
+        if init.sizes[0] != n_in or init.sizes[-1] != n_classes:
+            raise NeurolocalError(f"--init: the checkpoint's network is "
+                                  f"{'-'.join(map(str, init.sizes))}, but {cfg.dataset} has "
+                                  f"{n_in} inputs and {n_classes} classes")
+        if cfg.hidden is not None and list(cfg.hidden) != init.sizes[1:-1]:
+            raise NeurolocalError(f"--hidden {' '.join(map(str, cfg.hidden))} disagrees with "
+                                  f"the checkpoint's hidden layers {init.sizes[1:-1]}; drop "
+                                  "--hidden (the checkpoint fixes the network)")
+        if init.rule.text != rule.text:
+            init = _with_rule(init, rule)
+        return init
+    hidden = [500] if cfg.hidden is None else list(cfg.hidden)
+    if cfg.conv:
+        side = int(round(n_in ** 0.5))
+        return build_cnn((1, side, side), list(cfg.conv), hidden, n_classes, rule,
+                         hidden_activation=cfg.activation, seed=cfg.seed)
+    return build_mlp([n_in, *hidden, n_classes], rule, hidden_activation=cfg.activation,
+                     seed=cfg.seed)
+
+
+def _with_rule(net: Network, rule: Rule) -> Network:
+    """The checkpoint's weights under another rule (its forward weights must carry over)."""
+    fresh = build_mlp(net.sizes, rule, hidden_activation=net.hidden_activation,
+                      output_activation=net.output_activation) if not net.convs else None
+    if fresh is None:
+        raise NeurolocalError("--init with another rule is supported for dense networks only")
+    fresh.state[FORWARD] = net.state[FORWARD]
+    for proj, layers in net.state.items():
+        if proj in fresh.state and proj != FORWARD and \
+                all(layers[k]["w"].shape == fresh.state[proj][k]["w"].shape for k in layers):
+            fresh.state[proj] = layers
+    return fresh
+
+
+def _spiking_config(cfg: TrainConfig, meta: dict) -> Any:
+    from neurolocal.hardware.semantics import SpikingConfig
+
+    stored = dict(meta.get("spiking") or {})
+    base = SpikingConfig().with_options(**stored) if stored else SpikingConfig()
+    opts: dict[str, Any] = {}
+    if cfg.timesteps is not None:
+        opts["timesteps"] = int(cfg.timesteps)
+    if cfg.optimiser is not None:
+        opts["optimiser"] = cfg.optimiser
+    return base.with_options(**opts)
+
+
+def _bind_options(cfg: TrainConfig, target: Any) -> dict[str, Any]:
+    opts: dict[str, Any] = {"seed": cfg.seed}
+    if "batch_size" in target.options:
+        opts["batch_size"] = cfg.batch_size or target.default_batch_size
+    if cfg.device is not None and "device" in target.options:
+        opts["device"] = cfg.device
+    if target.mode == "rate":
+        from neurolocal.hardware.rate import Optimiser
+        opts["optimiser"] = Optimiser(cfg.optimiser or "adam", lr=cfg.lr)
+    if target.name == "brian2" and cfg.codegen is not None:
+        opts["codegen"] = cfg.codegen
+    return opts
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def accuracy(runner: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Percent of ``x`` whose highest score is the label."""
+    if len(x) == 0:
+        return 0.0
+    return 100.0 * float((np.asarray(runner.predict(x)).argmax(1) == y).mean())
+
+
+def _diverged(net: Network, limit: float = 1e6) -> float | None:
+    """The largest |weight| when it is NaN/inf or above ``limit``, else None."""
+    peak = 0.0
+    for layers in net.state.values():
+        for d in layers.values():
+            w = d["w"]
+            m = float(np.abs(w).max()) if w.size else 0.0
+            if not np.isfinite(m):
+                return m
+            peak = max(peak, m)
+    return peak if peak > limit else None
+
+
+def _step_size(runner: Any, target: Any) -> float | None:
+    """The step this epoch used: the rate optimiser's, or the rule's lr global."""
+    if target.mode == "rate":
+        return float(runner.opt.lr)
+    g = getattr(runner, "g", None) or getattr(getattr(runner, "program", None), "globals", {})
+    return float(g["lr"]) if "lr" in g else None
+
+
+def _decay(runner: Any, target: Any, factor: float) -> None:
+    if factor == 1.0:
+        return
+    if target.mode == "rate":
+        runner.opt.lr *= factor
+    elif "lr" in runner.g:
+        runner.g["lr"] *= factor
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainResult:
+    """Train with ``cfg.rule`` on ``cfg.target``; see :class:`TrainConfig`."""
+    from neurolocal.checkpoint import load_checkpoint
+    from neurolocal.hardware.base import get_target
+
+    from .data import load_dataset
+
+    target = get_target(cfg.target)
+    _check_config(cfg, target)
+    missing = target.available()
+    if missing:
+        raise NeurolocalError(missing)
+    init, meta = load_checkpoint(cfg.init) if cfg.init else (None, {})
+    rule = _rule(cfg, init)
+    train_set = load_dataset(cfg.dataset, "train", limit=cfg.limit, verbose=progress)
+    test_set = load_dataset(cfg.dataset, "test", limit=cfg.test_limit, verbose=progress)
+    n_classes = int(max(train_set.y.max(), test_set.y.max())) + 1
+    net = _network(cfg, rule, train_set.x.shape[1], n_classes, init)
+    spiking = target.mode == "spiking"
+    scfg = _spiking_config(cfg, meta) if spiking else None
+    program = target.lower(rule, network=net, config=scfg, allow_nonlocal=cfg.allow_nonlocal)
+    runner = target.bind(net, program, **_bind_options(cfg, target))
+    extra: dict[str, Any] = {}
+    if spiking:
+        extra.update(timesteps=scfg.timesteps, spiking=dataclasses.asdict(scfg))
+    if getattr(runner, "rounding", 0.0):
+        extra["init_rounding"] = runner.rounding
+        if progress and init is not None:
+            print(f"  {target.name}: the checkpoint's weights moved by at most "
+                  f"{runner.rounding:.3g} onto the fixed-point grid", file=log)
+    try:
+        return _loop(cfg, target, runner, train_set, test_set, n_classes, extra, progress, log)
+    finally:
+        runner.close()
+
+
+def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_classes: int,
+          extra: dict, progress: bool, log) -> TrainResult:
+    from neurolocal.checkpoint import save_checkpoint
+
+    from .metrics import update_angles
+
+    eye = np.eye(n_classes, dtype=np.float32)
+    x_test, y_test = np.asarray(test_set.x), np.asarray(test_set.y)
+    batch = getattr(runner, "batch_size", 1)
+    chunk = max(batch, target.chunk_samples // batch * batch)
+    decay = cfg.lr_decay if cfg.lr_decay is not None else (0.8 if target.mode == "rate" else 1.0)
+    history: list[dict] = []
+    seconds, seen = 0.0, 0
+    events0 = getattr(runner, "events", None)
+    for epoch in range(1, cfg.epochs + 1):
+        order = np.random.default_rng(cfg.seed + epoch).permutation(len(train_set.x))
+        bar = _progress(len(order), f"{runner.net.rule.name} on {target.name}, epoch {epoch}/"
+                        f"{cfg.epochs}", progress, log)
+        t0 = time.perf_counter()
+        for start in range(0, len(order), chunk):
+            idx = order[start:start + chunk]
+            runner.learn(train_set.x[idx], eye[train_set.y[idx]])
+            seen += len(idx)
+            bar.update(len(idx))
+            _stop_if_diverged(cfg, runner, epoch, bar)
+        bar.close()
+        seconds += time.perf_counter() - t0
+        net = runner.sync()
+        entry = {"epoch": epoch, "test_accuracy": accuracy(runner, x_test, y_test),
+                 "seconds": seconds, "step": _step_size(runner, target),
+                 "feedback_angles": feedback_angles(net)}
+        if target.mode == "rate":
+            probe = train_set.x[:500], train_set.y[:500]
+            entry["update_angles"] = update_angles(runner, *probe)
+        history.append(entry)
+        if progress:
+            angles = " ".join(f"{k}={v:.1f}" for k, v in entry["feedback_angles"].items())
+            print(f"  epoch {epoch}: test {entry['test_accuracy']:.2f}%  {angles}", file=log)
+        if cfg.out:
+            save_checkpoint(cfg.out, net, meta=_meta(cfg, target, entry, extra))
+        _decay(runner, target, decay)
+    if events0 is not None:
+        events = float(runner.events) - float(events0)
+        extra.update(synaptic_events=events, synaptic_events_per_second=events / max(seconds,
+                                                                                     1e-9))
+    if hasattr(runner, "codegen"):
+        extra["codegen"] = runner.codegen
+    extra["batch_size"] = batch
+    last = history[-1]
+    return TrainResult(
+        rule=runner.net.rule.name, target=target.name, mode=target.mode, dataset=cfg.dataset,
+        test_accuracy=last["test_accuracy"], epochs=cfg.epochs, seconds=seconds,
+        samples_per_second=seen / max(seconds, 1e-9), samples=len(train_set.x),
+        test_samples=len(x_test), history=history, feedback_angles=last["feedback_angles"],
+        update_angles=last.get("update_angles", {}), data_source=train_set.source,
+        checkpoint=str(Path(cfg.out)) if cfg.out else None, extra=extra)
+
+
+def _meta(cfg: TrainConfig, target: Any, entry: dict, extra: dict) -> dict:
+    meta = {"epoch": entry["epoch"], "test_accuracy": entry["test_accuracy"],
+            "dataset": cfg.dataset, "target": target.name, "mode": target.mode}
+    if "spiking" in extra:
+        meta["spiking"] = extra["spiking"]
+    return meta
+
+
+def _stop_if_diverged(cfg: TrainConfig, runner: Any, epoch: int, bar) -> None:
+    value = _diverged(runner.sync())
+    if value is None:
+        return
+    bar.close()
+    step = f"--lr {runner.opt.lr:g}" if hasattr(runner, "opt") else \
+        f"the rule's lr {runner.g.get('lr', float('nan')):g}" if hasattr(runner, "g") else \
+        "the rule's lr"
+    raise DivergenceError(
+        f"training diverged in epoch {epoch} of rule {runner.net.rule.name!r} on "
+        f"{runner.target}: a weight reached {value:.3g} (NaN/inf or above 1e6); the step "
+        f"size is too large for this rule: lower {step} (--set lr=... for the rule's own step)"
+        + (f"; the last good checkpoint is {cfg.out}" if cfg.out and Path(cfg.out).exists()
+           else ""))
+
+
+class _progress:
+    """A tqdm bar on a terminal-ish stream, nothing otherwise."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, stream):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="img", file=stream, leave=False,
+                            mininterval=0.5)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
