@@ -17,10 +17,9 @@ What NIR cannot say, and what we do about it (all written down in the file, noth
 * NIR has no initial state: the initial membrane ``v_init`` (fraction of the threshold) is in
   the same metadata.
 
-:func:`import_snntorch` reads a file with snntorch's own ``import_from_nir`` and then applies
-that metadata (reset by subtraction, delayed as in ``Leaky``'s default; the initial membrane)
-plus an optional fix for snntorch's batch-unaware ``Flatten``; :func:`run_imported` runs the
-result.
+:mod:`neurolocal.hardware.snntorch.nir_import` reads a file with snntorch's own
+``import_from_nir`` and applies that metadata (reset by subtraction, delayed as in ``Leaky``'s
+default; the initial membrane), so a file written here runs natively in snntorch too.
 
 Import (:func:`from_nir`) follows NIR's semantics (reset to ``v_reset``, LIF discretised with
 snntorch's ``dt = 1e-4``: ``beta = 1 - dt / tau``, input scale ``r * dt / tau``) unless the
@@ -30,7 +29,6 @@ node's metadata says otherwise. Files are written atomically (temporary file + `
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -47,11 +45,9 @@ __all__ = [
     "IF_TAU_STEPS",
     "SUPPORTED_NODES",
     "from_nir",
-    "import_snntorch",
     "read_nir",
     "read_rules",
     "rules_path",
-    "run_imported",
     "to_nir",
     "write_nir",
 ]
@@ -253,7 +249,7 @@ def write_nir(
 # --------------------------------------------------------------------------------------------
 
 
-def _read_graph(path: Path) -> Any:
+def read_graph(path: Path) -> Any:
     import h5py
 
     nir = _nir()
@@ -307,7 +303,7 @@ def read_rules(path: str | os.PathLike[str], graph: Any = None) -> dict[str, Any
 def read_nir(path: str | os.PathLike[str], **kw: Any) -> SNNModel:
     """Read a NIR file into an SNNModel; sidecar rules land in ``model.metadata["rules"]``."""
     path = Path(path)
-    graph = _read_graph(path)
+    graph = read_graph(path)
     model = from_nir(graph, **kw)
     rules = read_rules(path, graph)
     if rules is not None:
@@ -328,7 +324,7 @@ def _uniform(arr: Any, what: str, node: str) -> float:
     return float(a[0])
 
 
-def _meta(node: Any) -> dict[str, Any]:
+def node_metadata(node: Any) -> dict[str, Any]:
     meta = getattr(node, "metadata", None) or {}
     out = {}
     for k, v in meta.items():
@@ -444,7 +440,7 @@ def from_nir(
                     else "")
             raise UnsupportedLayerError("NIR node", name, type(node).__name__, SUPPORTED_NODES,
                                         hint)
-    gmeta = _meta(graph)
+    gmeta = node_metadata(graph)
     info: dict[str, Any] = {}
     if "neurolocal" in gmeta:
         with contextlib.suppress(ValueError, TypeError):
@@ -492,7 +488,7 @@ def from_nir(
             kw = dict(start_dim=int(node.start_dim), end_dim=int(node.end_dim))
             ops.append(Op("flatten", name, shape, _out_shape("flatten", shape, **kw), **kw))
         else:  # IF / LIF
-            meta = _meta(node)
+            meta = node_metadata(node)
             n_neurons = int(np.prod(shape))
             if np.asarray(node.v_threshold).size not in (1, n_neurons):
                 raise ConversionError(
@@ -539,90 +535,3 @@ def from_nir(
     meta_model = dict(info.get("model", {}))
     meta_model["nir"] = {"dt": dt, "format": info.get("format", "foreign")}
     return SNNModel(tuple(int(s) for s in input_shape), layers, meta_model)
-
-
-# --------------------------------------------------------------------------------------------
-# snntorch's own importer, with our metadata applied
-# --------------------------------------------------------------------------------------------
-
-
-def import_snntorch(
-    graph_or_path: Any,
-    *,
-    apply_metadata: bool = True,
-    batch_flatten: bool = True,
-) -> Any:
-    """Read a graph with ``snntorch.import_nir.import_from_nir``.
-
-    With ``apply_metadata`` (default) every ``Leaky`` whose node says ``reset="subtract"`` is
-    switched from the importer's reset-to-zero back to subtraction with snntorch's default
-    delayed reset, which makes the imported network compute exactly what ``run_snntorch``
-    computes. ``batch_flatten`` shifts ``Flatten`` dims by one so batches work (the importer
-    maps NIR's unbatched ``start_dim=0`` to torch's ``Flatten(0)``, which would merge the batch).
-    """
-    import torch
-    from snntorch.import_nir import import_from_nir
-
-    graph = _read_graph(Path(graph_or_path)) if isinstance(graph_or_path, (str, os.PathLike)) \
-        else graph_or_path
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints progress chatter
-        net = import_from_nir(graph)
-    modules = dict(net.named_modules())
-    for name, node in graph.nodes.items():
-        mod = modules.get(name.replace(".", "_"))
-        if mod is None:
-            continue
-        meta = _meta(node)
-        if apply_metadata and meta.get("reset") == "subtract" and hasattr(mod, "beta"):
-            mod.reset_mechanism = "subtract"
-            mod.state_function = mod._base_sub
-            mod.reset_delay = True
-        if apply_metadata and float(meta.get("v_init", 0.0)) and hasattr(mod, "beta"):
-            # the initial membrane: set on the first call after each reset (run_imported)
-            mod._nl_v0 = float(meta["v_init"]) * float(mod.threshold)
-            mod._nl_pending = True
-            mod.register_forward_pre_hook(_initial_membrane)
-        if batch_flatten and isinstance(mod, torch.nn.Flatten):
-            mod.start_dim = mod.start_dim + 1 if mod.start_dim >= 0 else mod.start_dim
-            mod.end_dim = mod.end_dim + 1 if mod.end_dim >= 0 else mod.end_dim
-    return net
-
-
-def _initial_membrane(module: Any, args: tuple[Any, ...]) -> None:
-    if module._nl_pending:
-        import torch
-
-        module.mem = torch.full_like(args[0], module._nl_v0)
-        module._nl_pending = False
-
-
-def run_imported(net: Any, x: Any, timesteps: int, *, batched: bool = True) -> np.ndarray:
-    """Run an imported snntorch graph for T steps of constant input; return the summed output.
-
-    The output is the sum over steps of the graph's output (read-out current, or spikes for
-    graphs that end in a neuron). ``batched=False`` runs one unbatched sample at a time (for
-    graphs imported without ``batch_flatten``).
-    """
-    import torch
-
-    leakies = [m for m in net.modules() if hasattr(m, "reset_mem") and hasattr(m, "mem")]
-
-    def reset() -> None:
-        for m in leakies:
-            m.mem = torch.zeros(0)
-            if hasattr(m, "_nl_pending"):
-                m._nl_pending = True
-
-    xt = torch.from_numpy(np.array(x, np.float32))  # a writable copy
-    outs = []
-    with torch.no_grad():
-        chunks = [xt] if batched else [xt[i] for i in range(len(xt))]
-        for chunk in chunks:
-            reset()
-            acc = None
-            for _ in range(int(timesteps)):
-                out = net(chunk)
-                out = out[0] if isinstance(out, tuple) else out
-                acc = out.double() if acc is None else acc + out.double()
-            outs.append(acc.reshape(acc.shape[0] if batched else 1, -1).numpy())
-    return np.concatenate(outs)

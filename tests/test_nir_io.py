@@ -17,6 +17,7 @@ from neurolocal.converters.model import ConversionError, UnsupportedLayerError
 from neurolocal.converters.normalise import normalise, set_neurons
 from neurolocal.converters.torch_import import from_sequential
 from neurolocal.hardware.snntorch.inference import run_snntorch
+from neurolocal.hardware.snntorch.nir_import import import_snntorch, run_imported
 
 torch.set_num_threads(1)
 
@@ -71,17 +72,17 @@ def test_snntorch_importer_runs_it_to_the_same_predictions(tmp_path, cnn_model):
     model, x = cnn_model
     path = nir_io.write_nir(model, tmp_path / "snn.h5")
     ours = run_snntorch(model, x, 24)
-    net = nir_io.import_snntorch(path)  # snntorch's import_from_nir + our metadata
-    out = nir_io.run_imported(net, x, 24)
+    net = import_snntorch(path)  # snntorch's import_from_nir + our metadata
+    out = run_imported(net, x, 24)
     np.testing.assert_array_equal(out.argmax(1), ours.predictions)
     np.testing.assert_allclose(out, ours.outputs, rtol=1e-5, atol=1e-4)
     # without the metadata the importer builds reset-to-zero neurons (NIR 1.0's semantics)
-    raw = nir_io.import_snntorch(path, apply_metadata=False, batch_flatten=False)
+    raw = import_snntorch(path, apply_metadata=False, batch_flatten=False)
     resets = {m.reset_mechanism for m in raw.modules() if isinstance(m, snn.Leaky)}
     assert resets == {"zero"}
     fixed = {m.reset_mechanism for m in net.modules() if isinstance(m, snn.Leaky)}
     assert fixed == {"subtract"}
-    raw_out = nir_io.run_imported(raw, x[:5], 24, batched=False)  # its Flatten(0) needs this
+    raw_out = run_imported(raw, x[:5], 24, batched=False)  # its Flatten(0) needs this
     assert raw_out.shape == (5, 3)
 
 

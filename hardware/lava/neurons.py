@@ -8,7 +8,7 @@ from neurolocal.network import Network
 
 from ..printing import ArrayPrinter
 from ..semantics import CONSTANTS, SpikingProgram
-from .procs.neuron_program import Channel, NeuronProgram
+from .neuron_program import Channel, NeuronProgram
 from .program import TRACE_NAMES, FeedbackGroup, LavaOptions, PostFactor, SynapseGroup
 
 

@@ -18,7 +18,7 @@ from neurolocal.rule import FORWARD, Rule
 from ..profiles import Profile
 from ..semantics import FeedbackPlan, SpikingConfig, SpikingProgram
 from .loihi_rule import Factor
-from .procs.neuron_program import NeuronProgram
+from .neuron_program import NeuronProgram
 
 TAGS = ("floating_pt", "fixed_pt")
 #: a trace that never decays: Lava's float model takes inf; its fixed model casts tau to an

@@ -140,6 +140,8 @@ def _products(program: SpikingProgram, tm: LoihiTermMap, factors: list[PostFacto
         pre_gain /= x_impulse[tr]
     # weight LSBs per unit of the product: a syn factor in LSBs cancels the weight step
     base = tm.coef * pre_gain * (1.0 if tm.syn_var is not None else 1.0 / step)
+    if base == 0:
+        return []  # a term scaled by 0 (e.g. --set lr=0) changes nothing: no product term
     parts: list[tuple[str, str | None, int]] = [("", None, 1)]
     if tm.channel is not None:
         pf = factors[tm.channel]

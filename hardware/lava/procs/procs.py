@@ -48,9 +48,8 @@ from lava.proc.dense.models import (
 from lava.proc.dense.process import LearningDense
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 
+from neurolocal.hardware.lava.neuron_program import NeuronProgram
 from neurolocal.hardware.profiles import LOIHI2
-
-from .neuron_program import NeuronProgram
 
 TRACE_MAX = LOIHI2.traces.range[1]  # 7-bit unsigned traces
 

@@ -1,7 +1,8 @@
 """The program one NeuroLIF population runs: typed data generated from the rule.
 
 It travels to the process model in ``proc_params`` (Lava forks its workers, so it is not
-pickled), which is why it lives beside the processes and imports nothing heavy.
+pickled); the process model in :mod:`.procs.procs` reads it, which is why it imports nothing
+heavy.
 """
 
 from __future__ import annotations
