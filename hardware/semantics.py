@@ -358,95 +358,108 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
     if check_locality and not allow_nonlocal:
         from neurolocal.locality import require_local
         require_local(rule)
-    name = rule.name
+    _check_globals(rule)
+    _check_features(rule)
+    _check_functions(rule)
+    _check_held_values(rule)
+    output_eqs = tuple(_compartment_eq(rule, eq, "output") for eq in rule.output)
+    hidden_eqs = tuple(_compartment_eq(rule, eq, "neuron") for eq in rule.neuron)
+    notes: list[str] = []
+    plans = tuple(_feedback_plan(rule, fb, allow_nonlocal, notes) for fb in rule.feedback.values())
+    updates = tuple(_update_plan(rule, u) for u in rule.updates)
+    measured, raw, sym = _measured(config, output_eqs, hidden_eqs, plans, updates)
+    computed = tuple(dict.fromkeys([*(fb.target for fb in rule.feedback.values()), "err",
+                                    *(eq.target for eq in rule.output),
+                                    *(eq.target for eq in rule.neuron)]))
+    return SpikingProgram(
+        rule=rule, config=config, globals=rule.scalar_globals(),
+        symbols={n: sym[n] for n in measured}, measured=measured, computed=computed, raw=raw,
+        output_eqs=output_eqs, hidden_eqs=hidden_eqs, feedback=plans, updates=updates,
+        notes=tuple(notes), state_vars={p: tuple(rule.state_vars(p)) for p in rule.projections})
+
+
+def _check_globals(rule: Rule) -> None:
     for g in rule.globals.values():
         if g.vector:
             raise LoweringError(
-                f"rule {name}: global vector {g.name!r}{_where(g.line)} has no spiking "
+                f"rule {rule.name}: global vector {g.name!r}{_where(g.line)} has no spiking "
                 "counterpart: a vector broadcast to every synapse is no synapse-local "
                 "signal; deliver it through a feedback projection instead")
         if g.value is None:
-            raise LoweringError(f"rule {name}: global {g.name!r}{_where(g.line)} has no "
+            raise LoweringError(f"rule {rule.name}: global {g.name!r}{_where(g.line)} has no "
                                 "default value; give one (global NAME = VALUE) or --set it")
-    _check_features(rule)
-    _check_functions(rule)
-    for eqs in (rule.output, rule.neuron):
-        for eq in eqs:
-            for ref in refs_in(eq.expr):
-                if ref.phase:
-                    raise LoweringError(f"rule {name}: {eq.where} {eq.target} = {eq.text}"
-                                        f"{_where(eq.line)} reads {ref}, a value held from "
-                                        f"phase {ref.phase}: spiking targets have no phases")
-    for u in rule.updates:
-        for ref in u.reads:
+
+
+def _check_held_values(rule: Rule) -> None:
+    """Refuse ``x@phase`` reads: spiking targets run one kind of epoch."""
+    items = [(f"{eq.where} {eq.target} = {eq.text}", eq.line, refs_in(eq.expr))
+             for eq in (*rule.output, *rule.neuron)]
+    items += [(f"on {u.projection}: d{u.var} = {u.text}", u.line, u.reads) for u in rule.updates]
+    for what, line, refs in items:
+        for ref in refs:
             if ref.phase:
-                raise LoweringError(f"rule {name}: on {u.projection}: d{u.var} = {u.text}"
-                                    f"{_where(u.line)} reads {ref}, a value held from phase "
-                                    f"{ref.phase}: spiking targets have no phases")
+                raise LoweringError(f"rule {rule.name}: {what}{_where(line)} reads {ref}, a value "
+                                    f"held from phase {ref.phase}: spiking targets have no "
+                                    "phases")
 
-    computed_out = [eq.target for eq in rule.output]
-    computed_hid = [eq.target for eq in rule.neuron]
-    fb_targets = [fb.target for fb in rule.feedback.values()]
-    available = set(SYMBOLS) | set(computed_out) | set(computed_hid) | set(fb_targets)
 
-    def check_eq(eq, where: str) -> CompartmentEq:
-        if getattr(eq, "phase", None):
-            raise LoweringError(f"rule {name}: {where} {eq.target} during {eq.phase} = "
-                                f"{eq.text}{_where(eq.line)} is a settling equation: "
-                                f"{UNSUPPORTED_FEATURES['relax']}")
-        for ref in refs_in(eq.expr):
-            if ref.scope in OTHER_NEURON_SCOPES:
-                via = [fb.name for fb in rule.feedback.values()
-                       if fb.source.scope == ref.scope and fb.source.name == ref.name]
-                hint = (f"; feedback {via[0]} already carries it into "
-                        f"{rule.feedback[via[0]].target}") if via else \
-                    f"; declare feedback NAME = {ref.scope}.{ref.name} -> COMPARTMENT via random"
-                raise LoweringError(
-                    f"rule {name}: {where} {eq.target} = {eq.text}{_where(eq.line)} reads "
-                    f"{ref} directly: in spiking mode another neuron's value reaches this "
-                    f"neuron only through feedback synapses{hint}")
-            if ref.scope == "self" and ref.name == "target" and where == "neuron":
-                raise LoweringError(
-                    f"rule {name}: neuron {eq.target} = {eq.text}{_where(eq.line)} reads "
-                    "target, which exists at output neurons only")
-        if eq.target in MEASURED or eq.target == "target":
+def _compartment_eq(rule: Rule, eq, where: str) -> CompartmentEq:
+    """An output or hidden equation the epoch program runs, checked for what spiking allows."""
+    name = rule.name
+    if getattr(eq, "phase", None):
+        raise LoweringError(f"rule {name}: {where} {eq.target} during {eq.phase} = "
+                            f"{eq.text}{_where(eq.line)} is a settling equation: "
+                            f"{UNSUPPORTED_FEATURES['relax']}")
+    for ref in refs_in(eq.expr):
+        if ref.scope in OTHER_NEURON_SCOPES:
+            via = [fb.name for fb in rule.feedback.values()
+                   if fb.source.scope == ref.scope and fb.source.name == ref.name]
+            hint = (f"; feedback {via[0]} already carries it into "
+                    f"{rule.feedback[via[0]].target}") if via else \
+                f"; declare feedback NAME = {ref.scope}.{ref.name} -> COMPARTMENT via random"
             raise LoweringError(
-                f"rule {name}: {where} {eq.target} = {eq.text}{_where(eq.line)} overwrites "
-                f"{eq.target}, which spiking targets measure from the spikes "
-                f"({SYMBOLS[eq.target].meaning}); compute a new compartment instead")
-        return CompartmentEq(eq.target, eq.expr, eq.text, eq.line)
+                f"rule {name}: {where} {eq.target} = {eq.text}{_where(eq.line)} reads "
+                f"{ref} directly: in spiking mode another neuron's value reaches this "
+                f"neuron only through feedback synapses{hint}")
+        if ref.scope == "self" and ref.name == "target" and where == "neuron":
+            raise LoweringError(
+                f"rule {name}: neuron {eq.target} = {eq.text}{_where(eq.line)} reads "
+                "target, which exists at output neurons only")
+    if eq.target in MEASURED or eq.target == "target":
+        raise LoweringError(
+            f"rule {name}: {where} {eq.target} = {eq.text}{_where(eq.line)} overwrites "
+            f"{eq.target}, which spiking targets measure from the spikes "
+            f"({SYMBOLS[eq.target].meaning}); compute a new compartment instead")
+    return CompartmentEq(eq.target, eq.expr, eq.text, eq.line)
 
-    output_eqs = tuple(check_eq(eq, "output") for eq in rule.output)
-    hidden_eqs = tuple(check_eq(eq, "neuron") for eq in rule.neuron)
 
-    notes: list[str] = []
-    plans: list[FeedbackPlan] = []
-    for fb in rule.feedback.values():
-        plans.append(_feedback_plan(rule, fb, allow_nonlocal, notes))
+def _update_plan(rule: Rule, u) -> UpdatePlan:
+    """An update as sum-of-products terms, once every symbol it reads is known to exist."""
+    available = set(SYMBOLS) | {eq.target for eq in (*rule.output, *rule.neuron)} | \
+        {fb.target for fb in rule.feedback.values()}
+    where = f"rule {rule.name}: on {u.projection}: d{u.var} = {u.text}{_where(u.line)}"
+    for ref in u.reads:
+        if ref.scope in ("pre", "post"):
+            if ref.name == "target":
+                raise LoweringError(f"{where} reads {ref}: the teaching input exists at "
+                                    "output neurons only; read it through an output "
+                                    "equation (output err = r - target)")
+            if ref.name not in available:
+                raise LoweringError(f"{where} reads {ref}, which no equation computes "
+                                    "and spiking targets do not measure")
+        elif ref.scope in OTHER_NEURON_SCOPES:
+            raise LoweringError(f"{where}: term reads {ref}, the state of a neuron this "
+                                "synapse does not connect (non-local: no spiking lowering)")
+    return UpdatePlan(u.projection, u.var, tuple(split_terms(u.expr)), u.expr, u.text, u.line)
 
-    updates: list[UpdatePlan] = []
-    for u in rule.updates:
-        where = f"rule {name}: on {u.projection}: d{u.var} = {u.text}{_where(u.line)}"
-        for ref in u.reads:
-            if ref.scope in ("pre", "post"):
-                if ref.name == "target":
-                    raise LoweringError(f"{where} reads {ref}: the teaching input exists at "
-                                        "output neurons only; read it through an output "
-                                        "equation (output err = r - target)")
-                if ref.name not in available:
-                    raise LoweringError(f"{where} reads {ref}, which no equation computes "
-                                        "and spiking targets do not measure")
-            elif ref.scope in OTHER_NEURON_SCOPES:
-                raise LoweringError(f"{where}: term reads {ref}, the state of a neuron this "
-                                    "synapse does not connect (non-local: no spiking lowering)")
-        updates.append(UpdatePlan(u.projection, u.var, tuple(split_terms(u.expr)), u.expr,
-                                  u.text, u.line))
 
+def _measured(config: SpikingConfig, output_eqs, hidden_eqs, plans, updates
+              ) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, sympy.Expr]]:
+    """The compartments read from spiking state, the raw state they need, their formulas."""
     reads: set[str] = {"r"}  # the output rate is always read (error, prediction)
     for eq in (*output_eqs, *hidden_eqs):
         reads |= {r.name for r in refs_in(eq.expr) if r.scope == "self"}
-    for plan in plans:
-        reads.add(plan.source)
+    reads |= {plan.source for plan in plans}
     for up in updates:
         reads |= {r.name for r in refs_in(up.expr) if r.scope in ("pre", "post")}
     sym = symbol_exprs(config)
@@ -454,14 +467,7 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
     raw = {"tr1", "spk", "asum"}
     for n in measured:
         raw |= {s.name for s in sym[n].free_symbols if s.name in RAW_STATE}
-    computed = tuple(dict.fromkeys([*fb_targets, "err", *computed_out, *computed_hid]))
-    state_vars = {p: tuple(rule.state_vars(p)) for p in rule.projections}
-    return SpikingProgram(
-        rule=rule, config=config, globals=rule.scalar_globals(),
-        symbols={n: sym[n] for n in measured}, measured=measured, computed=computed,
-        raw=tuple(n for n in RAW_STATE if n in raw), output_eqs=output_eqs,
-        hidden_eqs=hidden_eqs, feedback=tuple(plans), updates=tuple(updates),
-        notes=tuple(notes), state_vars=state_vars)
+    return measured, tuple(n for n in RAW_STATE if n in raw), sym
 
 
 #: What a spiking target cannot run (keys of ``Rule.features()``), and why.
