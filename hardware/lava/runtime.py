@@ -2,7 +2,8 @@
 
 :func:`session` is the only place that starts and stops Lava (the learning graph here and
 converted inference in :mod:`.inference` both go through it): compile errors and run errors
-become :class:`LavaGraphError`, and Lava is stopped on every way out.
+become :class:`LavaGraphError`, and Lava is stopped on every way out, in bounded time, its
+workers unable to outlive the run (:mod:`.workers`).
 
 The learning graph (printed by ``neurolocal compile --target lava``)::
 
@@ -33,6 +34,7 @@ from ..encoding import encode_input
 from ..semantics import feedback_matrix
 from .fixed_point import fixed_point_network, lif_decays, loadable_weights
 from .program import TAGS, TRACE_NAMES, LoihiProgram
+from .workers import guarded, raise_pending, stop_bounded
 
 
 class LavaGraphError(NeurolocalError):
@@ -60,6 +62,7 @@ def session(anchor: Any, tag: str, *, exceptions: dict | None = None
     cfg = Loihi2SimCfg(select_tag=tag, exception_proc_model_map=exceptions or {})
 
     def run(steps: int) -> float:
+        raise_pending()
         t0 = time.perf_counter()
         try:
             anchor.run(condition=RunSteps(num_steps=int(steps)))
@@ -68,15 +71,22 @@ def session(anchor: Any, tag: str, *, exceptions: dict | None = None
                                  f"({type(exc).__name__}: {exc})") from exc
         return time.perf_counter() - t0
 
-    try:
+    with guarded() as before:
+        ok = False
         try:
-            anchor.create_runtime(run_cfg=cfg)
-        except Exception as exc:
-            raise LavaGraphError(f"Lava failed to compile the graph "
-                                 f"({type(exc).__name__}: {exc})") from exc
-        yield run
-    finally:
-        anchor.stop()
+            try:
+                anchor.create_runtime(run_cfg=cfg)
+            except Exception as exc:
+                raise LavaGraphError(f"Lava failed to compile the graph "
+                                     f"({type(exc).__name__}: {exc})") from exc
+            raise_pending()
+            yield run
+            ok = True
+        finally:
+            failed = stop_bounded(anchor.stop, before)
+        if ok and failed is not None:
+            raise LavaGraphError(f"Lava failed to stop cleanly ({type(failed).__name__}: "
+                                 f"{failed}); its worker processes were ended") from failed
 
 
 def learning_rule(lp: LoihiProgram, layer: int, tag: str) -> Any:
