@@ -1,96 +1,208 @@
-"""HDF5 checkpoints: the network's state, its rule (as text) and run metadata.
+"""HDF5 checkpoints: the network's state, its rule (as text) and how it was trained.
 
-Written atomically (temporary file in the same folder, then ``os.replace``), so a
-crash never leaves a half-written checkpoint where a good one was.
+Written atomically (:func:`neurolocal.fileio.atomic_write`), so a crash never leaves a
+half-written checkpoint where a good one was. A checkpoint carries a SHA-256 checksum of its
+arrays and configuration, verified at load, and every field is checked against the rule it
+holds: a corrupt, edited or mismatched file is refused with a message naming the file and
+the field, never loaded with silently changed weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from .errors import CheckpointError, NeurolocalError
+from .fileio import atomic_write
 from .network import ConvSpec, Network
 from .parser import parse_rule
+from .rule import FORWARD
 
 FORMAT = "neurolocal-checkpoint"
-VERSION = 1
+VERSION = 2  #: 2 adds the checksum; version 1 files load with a warning
+_ATTRS = ("rule_name", "rule_text", "globals", "sizes", "convs", "hidden_activation",
+          "output_activation", "meta")
+
+
+def _attributes(net: Network, meta: dict | None) -> dict:
+    return {"rule_name": net.rule.name, "rule_text": net.rule.text,
+            "globals": json.dumps(net.rule.scalar_globals(), sort_keys=True),
+            "sizes": json.dumps([int(s) for s in net.sizes]),
+            "convs": json.dumps({str(k): v.to_dict() for k, v in net.convs.items()},
+                                sort_keys=True),
+            "hidden_activation": net.hidden_activation,
+            "output_activation": net.output_activation,
+            "meta": json.dumps(meta or {}, sort_keys=True, default=float)}
+
+
+def checksum(attrs: dict, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the configuration and every array (name, dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    for key in _ATTRS:
+        h.update(f"{key}={attrs[key]}\n".encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _arrays(net: Network) -> dict[str, np.ndarray]:
+    return {f"state/{proj}/{layer}/{var}": np.asarray(arr)
+            for proj, layers in net.state.items() for layer, d in layers.items()
+            for var, arr in d.items()}
 
 
 def save_checkpoint(path: str | os.PathLike, net: Network, meta: dict | None = None) -> Path:
-    """Write ``net`` (state, rule text, globals, shape) to ``path`` atomically."""
+    """Write ``net`` (state, rule text, globals, shape) and ``meta`` to ``path`` atomically."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise CheckpointError(f"cannot write checkpoint {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    attrs, arrays = _attributes(net, meta), _arrays(net)
+
+    def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["version"] = VERSION
-            f.attrs["rule_name"] = net.rule.name
-            f.attrs["rule_text"] = net.rule.text
-            f.attrs["globals"] = json.dumps(net.rule.scalar_globals())
-            f.attrs["sizes"] = np.asarray(net.sizes, dtype=np.int64)
-            f.attrs["convs"] = json.dumps({str(k): v.to_dict() for k, v in net.convs.items()})
-            f.attrs["hidden_activation"] = net.hidden_activation
-            f.attrs["output_activation"] = net.output_activation
-            f.attrs["meta"] = json.dumps(meta or {})
-            for proj, layers in net.state.items():
-                for layer, d in layers.items():
-                    for var, arr in d.items():
-                        f.create_dataset(f"state/{proj}/{layer}/{var}", data=arr)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+            f.attrs["format"], f.attrs["version"] = FORMAT, VERSION
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            for name, arr in arrays.items():
+                f.create_dataset(name, data=arr)
+            f.attrs["checksum"] = checksum(attrs, arrays)
+
+    return atomic_write(path, write)
+
+
+def _read(f: h5py.File, path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    if f.attrs.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is an HDF5 file but not a neurolocal checkpoint (format attribute "
+            f"{f.attrs.get('format')!r}); write one with `neurolocal train --out`")
+    attrs = {k: f.attrs[k] for k in _ATTRS if k in f.attrs}
+    missing = [k for k in _ATTRS if k not in attrs]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: missing field(s) {', '.join(missing)}")
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    if not isinstance(attrs["sizes"], str):  # version 1 stored an int array
+        attrs["sizes"] = json.dumps([int(s) for s in attrs["sizes"]])
+    arrays: dict[str, np.ndarray] = {}
+    if "state" not in f:
+        raise CheckpointError(f"checkpoint {path}: no 'state' group (no weights)")
+    f["state"].visititems(lambda name, obj: arrays.__setitem__(f"state/{name}", obj[()])
+                          if isinstance(obj, h5py.Dataset) else None)
+    stored = f.attrs.get("checksum")
+    if stored is None:
+        warnings.warn(f"checkpoint {path} has no checksum (written by an older neurolocal); "
+                      "its fields are checked, its bytes cannot be", stacklevel=3)
+    elif str(stored) != checksum(attrs, arrays):
+        raise CheckpointError(
+            f"checkpoint {path}: checksum mismatch: its weights or configuration changed after "
+            "it was written (a corrupt or edited file); re-create it with `neurolocal train "
+            "--out`")
+    return attrs, arrays
+
+
+def _read_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The raw fields; whatever h5py raises on damaged bytes becomes a CheckpointError."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _read(f, path)
+    except NeurolocalError:
         raise
-    return path
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, RuntimeError, KeyError...
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({exc}); "
+                              "re-create it with `neurolocal train --out`") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict]:
-    """Read a checkpoint back into a :class:`Network` and its metadata."""
+    """Read a checkpoint back into a :class:`Network` and its metadata (validated)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise CheckpointError(
-                    f"{path} is an HDF5 file but not a neurolocal checkpoint (format attribute "
-                    f"{f.attrs.get('format')!r}); write one with `neurolocal train --out`")
-            rule = parse_rule(str(f.attrs["rule_text"]), source=f"{path}:rule_text")
-            rule = rule.with_globals(**json.loads(f.attrs["globals"]))
-            convs = {int(k): ConvSpec(**v)
-                     for k, v in json.loads(f.attrs.get("convs", "{}")).items()}
-            net = Network([int(s) for s in f.attrs["sizes"]], rule,
-                          str(f.attrs["hidden_activation"]), str(f.attrs["output_activation"]),
-                          convs=convs)
-            for proj in f["state"]:
-                net.state[proj] = {}
-                for layer in f["state"][proj]:
-                    net.state[proj][int(layer)] = {
-                        var: np.asarray(ds[()]) for var, ds in f["state"][proj][layer].items()}
-            meta = json.loads(f.attrs["meta"])
-    except NeurolocalError:
-        raise
+        attrs, arrays = _read_file(path)
+        rule = parse_rule(str(attrs["rule_text"]), source=f"{path}:rule_text")
+        rule = rule.with_globals(**json.loads(attrs["globals"]))
+        convs = {int(k): ConvSpec(**v) for k, v in json.loads(attrs["convs"]).items()}
+        net = Network([int(s) for s in json.loads(attrs["sizes"])], rule,
+                      str(attrs["hidden_activation"]), str(attrs["output_activation"]),
+                      convs=convs)
+        meta = json.loads(attrs["meta"])
+    except NeurolocalError as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({exc}); "
                               "re-create it with `neurolocal train --out`") from None
+    if attrs["rule_name"] != rule.name:
+        raise CheckpointError(f"checkpoint {path}: field rule_name says {attrs['rule_name']!r} "
+                              f"but rule_text defines rule {rule.name!r}")
+    _fill_state(net, arrays, path)
     _validate(net, path)
     return net, meta
 
 
+def _fill_state(net: Network, arrays: dict[str, np.ndarray], path: Path) -> None:
+    for name, arr in arrays.items():
+        parts = name.split("/")
+        if len(parts) != 4 or not parts[2].isdigit():
+            raise CheckpointError(f"checkpoint {path}: unexpected field {name}")
+        _, proj, layer, var = parts
+        net.state.setdefault(proj, {}).setdefault(int(layer), {})[var] = np.asarray(arr)
+
+
+def _expected_shape(net: Network, proj: str, layer: int) -> tuple[int, int]:
+    if proj == FORWARD:
+        return net.forward_shape(layer)
+    fb = net.rule.feedback[proj]
+    return net.sizes[layer], net.feedback_source_size(fb, layer)
+
+
 def _validate(net: Network, path: Path) -> None:
-    from .rule import FORWARD
-    for layer in range(1, net.depth + 1):
-        w = net.state.get(FORWARD, {}).get(layer, {}).get("w")
-        want = net.forward_shape(layer)
-        if w is None or w.shape != want:
-            raise CheckpointError(f"checkpoint {path}: forward weights of layer {layer} have "
-                                  f"shape {None if w is None else w.shape}, expected {want}")
+    """Every array the rule needs is there, with its shape, a float dtype and finite values;
+    nothing else is."""
+    rule = net.rule
+    for proj in rule.projections:
+        fb = rule.feedback.get(proj)
+        if fb is not None and fb.source.scope == "prev":
+            continue  # carried by the forward synapses: no state of its own
+        layers = range(1, net.depth + 1) if proj == FORWARD else range(1, net.depth)
+        for layer in layers:
+            want = _expected_shape(net, proj, layer)
+            for var in rule.state_vars(proj):
+                field = f"state/{proj}/{layer}/{var}"
+                arr = net.state.get(proj, {}).get(layer, {}).get(var)
+                if arr is None:
+                    raise CheckpointError(f"checkpoint {path}: field {field} is missing (rule "
+                                          f"{rule.name!r} needs it)")
+                if arr.dtype.kind != "f":
+                    raise CheckpointError(f"checkpoint {path}: field {field} has dtype "
+                                          f"{arr.dtype}, expected float32 or float64")
+                if arr.shape != want:
+                    what = "forward weights of layer" if proj == FORWARD else \
+                        f"feedback {proj} into layer"
+                    raise CheckpointError(f"checkpoint {path}: {what} {layer} have shape "
+                                          f"{arr.shape}, expected {want} ({field})")
+                if not np.isfinite(arr).all():
+                    raise CheckpointError(f"checkpoint {path}: field {field} holds NaN or inf "
+                                          "values (a diverged run?)")
+    for proj, layers in net.state.items():
+        for layer, d in layers.items():
+            for var in d:
+                expected = proj in rule.projections and var in rule.state_vars(proj) and \
+                    1 <= layer <= (net.depth if proj == FORWARD else net.depth - 1)
+                if not expected:
+                    raise CheckpointError(
+                        f"checkpoint {path}: field state/{proj}/{layer}/{var} does not belong "
+                        f"to a {'-'.join(map(str, net.sizes))} network trained with rule "
+                        f"{rule.name!r} (an extra layer or a rule that disagrees with the "
+                        "stored state)")

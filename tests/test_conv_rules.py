@@ -104,6 +104,10 @@ def test_conv_checkpoint_round_trip_and_corrupt_spec(tmp_path):
         specs = json.loads(f.attrs["convs"])
         specs["2"]["kernel"] = 5  # the stored kernel no longer matches the weights
         f.attrs["convs"] = json.dumps(specs)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(path)
+    from support.checkpoints import resign
+    resign(path)  # as a buggy tool would write it: consistent checksum, wrong field
     with pytest.raises(CheckpointError, match="layer 2 have shape"):
         load_checkpoint(path)
 

@@ -12,6 +12,7 @@ import neurolocal as nl
 from neurolocal.checkpoint import load_checkpoint, save_checkpoint
 from neurolocal.errors import CheckpointError
 from neurolocal.hardware.rate import RateRunner
+from support.checkpoints import resign
 
 
 def test_round_trip_keeps_state_rule_and_predictions(tmp_path):
@@ -34,7 +35,7 @@ def test_round_trip_keeps_state_rule_and_predictions(tmp_path):
 def test_failed_write_leaves_the_previous_checkpoint_and_no_temp_file(tmp_path, monkeypatch):
     net = nl.build_mlp([4, 3, 2], nl.get_rule("fa"))
     path = save_checkpoint(tmp_path / "good.h5", net, meta={"epoch": 1})
-    net.state["W"][1]["w"] = object()  # h5py cannot store this
+    net.state["W"][1]["w"] = np.array([object()])  # h5py cannot store this
     with pytest.raises(TypeError):
         save_checkpoint(path, net, meta={"epoch": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["good.h5"]
@@ -63,8 +64,87 @@ def test_wrong_shapes_in_a_checkpoint_are_reported(tmp_path):
     with h5py.File(path, "a") as f:
         del f["state/W/2/w"]
         f["state/W/2/w"] = np.zeros((5, 5), np.float32)
+    resign(path)
     with pytest.raises(CheckpointError, match="layer 2 have shape"):
         load_checkpoint(path)
+
+
+def _edited(tmp_path, name, edit):
+    net = nl.build_mlp([6, 4, 3], nl.get_rule("fa"), seed=1)
+    path = save_checkpoint(tmp_path / f"{name}.h5", net)
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+
+def _replace(f, field, value):
+    del f[field]
+    f[field] = value
+
+
+EDITS = {
+    "nan": (lambda f: _replace(f, "state/W/1/w", np.full((4, 7), np.nan, np.float32)),
+            "state/W/1/w holds NaN"),
+    "int64": (lambda f: _replace(f, "state/W/2/w", np.zeros((3, 5), np.int64)),
+              "state/W/2/w has dtype int64"),
+    "no-feedback": (lambda f: f.__delitem__("state/B/1/w"), "state/B/1/w is missing"),
+    "extra-layer": (lambda f: f.create_dataset("state/W/3/w", data=np.zeros((2, 4))),
+                    "state/W/3/w does not belong"),
+    "bp-text": (lambda f: f.attrs.__setitem__(
+        "rule_text", nl.get_rule("bp").text), "rule_name says 'fa'"),
+    "feedback-shape": (lambda f: _replace(f, "state/B/1/w", np.zeros((4, 4), np.float32)),
+                       "feedback B into layer 1 have shape"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_edited_checkpoints_are_refused_naming_the_field(tmp_path, name):
+    edit, fragment = EDITS[name]
+    path = _edited(tmp_path, name, edit)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(path)
+    resign(path)
+    with pytest.raises(CheckpointError, match=fragment):
+        load_checkpoint(path)
+
+
+def test_flipped_bytes_never_load_with_changed_weights(tmp_path):
+    net = nl.build_mlp([20, 10, 3], nl.get_rule("kp"), seed=2)
+    path = save_checkpoint(tmp_path / "k.h5", net)
+    raw = path.read_bytes()
+    rng = np.random.default_rng(0)
+    loaded_same = refused = 0
+    for k in range(40):
+        bad = bytearray(raw)
+        for pos in rng.integers(0, len(raw), size=3):
+            bad[pos] ^= 0xFF
+        p = tmp_path / f"flip{k}.h5"
+        p.write_bytes(bytes(bad))
+        try:
+            back, _ = load_checkpoint(p)
+        except CheckpointError:
+            refused += 1
+            continue
+        for proj, layers in net.state.items():  # what loads must be exactly what was saved
+            for layer, d in layers.items():
+                for var, arr in d.items():
+                    np.testing.assert_array_equal(back.state[proj][layer][var], arr)
+        loaded_same += 1
+    assert refused > 0 and refused + loaded_same == 40
+
+
+def test_outputs_get_the_umask_and_stale_temps_are_removed(tmp_path):
+    import os
+    net = nl.build_mlp([4, 3, 2], nl.get_rule("fa"))
+    stale = tmp_path / ".c.h5.neurolocal-tmp-999999-abcd"  # a killed writer's (no such pid)
+    stale.write_bytes(b"half")
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "c.h5", net)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c.h5"]
 
 
 def test_cli_train_json_and_checkpoint(tmp_path):
