@@ -13,7 +13,7 @@ from pathlib import Path
 import sympy
 
 from .errors import RuleSyntaxError, UnknownSymbolError
-from .lexer import Token, tokenize
+from .lexer import Token, split_lines, tokenize
 from .rule import (
     FORWARD,
     Equation,
@@ -70,7 +70,7 @@ class _Context:
 class _Parser:
     def __init__(self, text: str, source: str):
         self.text, self.source = text, source
-        self.lines = text.splitlines()
+        self.lines = split_lines(text)
         self.toks = tokenize(text, source)
         self.i = 0
 
