@@ -73,6 +73,8 @@ class _Parser:
         self.lines = split_lines(text)
         self.toks = tokenize(text, source)
         self.i = 0
+        self.state_vars_by_projection: dict[str, set[str]] | None = None
+        self.equation_targets: set[str] = set()
 
     # -- token helpers -----------------------------------------------------------------
     @property
@@ -454,6 +456,7 @@ class _Parser:
         expr = self.expression(ctx)
         eq = Equation(target.text, expr, self.statement_text(start), kw, target.line, phase)
         (rule.neuron if kw == "neuron" else rule.output).append(eq)
+        self.equation_targets.add(eq.target)
 
     def check_dynamic_equations(self, rule: Rule) -> None:
         """``during P`` equations need a relax phase (an undeclared one is the checker's)."""
@@ -483,7 +486,7 @@ class _Parser:
             raise self.error(f"name {name!r} is already declared", tok)
         if name in NEURON_COMPARTMENTS or name in KEYWORDS or name in FUNCTIONS:
             raise self.error(f"name {name!r} is reserved; pick another", tok)
-        if any(e.target == name for e in rule.neuron + rule.output):
+        if name in self.equation_targets:
             raise self.error(f"{name!r} already has a neuron equation", tok)
         self.expect("OP", "=")
         self.expect("NAME", "normal", "'normal' (the only noise distribution)")
@@ -502,7 +505,7 @@ class _Parser:
 
     def update(self, rule: Rule, head: Token, compartments: set[str]) -> None:
         proj = self.expect("NAME", what="a projection name")
-        if proj.text not in rule.projections:
+        if proj.text != FORWARD and proj.text not in rule.feedback:
             raise self.error(f"unknown projection {proj.text!r}: this rule has "
                              f"{', '.join(rule.projections)}", proj, UnknownSymbolError)
         phase = None
@@ -513,28 +516,35 @@ class _Parser:
         if not (target.text.startswith("d") and len(target.text) > 1):
             raise self.error("an update target is d<state>, e.g. dw or de", target)
         self.expect("OP", "=")
-        syn_vars = {"w"} | {t.var for t in rule.updates if t.projection == proj.text}
-        syn_vars.add(target.text[1:])
         start = self.i
         ctx = _Context("update", globals_=rule.globals, compartments=compartments,
-                       syn_vars=syn_vars | self.later_syn_vars(proj.text))
+                       syn_vars=self.syn_vars(proj.text))
         expr = self.expression(ctx)
         rule.updates.append(Update(proj.text, target.text[1:], expr,
                                    self.statement_text(start), phase, head.line))
 
-    def later_syn_vars(self, projection: str) -> set[str]:
-        """State variables a projection declares anywhere (eligibility read before its update)."""
-        found = set()
+    def syn_vars(self, projection: str) -> set[str]:
+        """A projection's synaptic state: w and every d<var> it updates, wherever declared
+        (an eligibility trace may be read before its own update)."""
+        if self.state_vars_by_projection is None:
+            self.state_vars_by_projection = self.scan_state_vars()
+        return self.state_vars_by_projection.setdefault(projection, {"w"})
+
+    def scan_state_vars(self) -> dict[str, set[str]]:
+        """``on P ... : dX`` anywhere in the tokens, in one pass (per update it was quadratic)."""
         toks = self.toks
+        stop = [0] * len(toks)  # index of the first ':' or end of line at or after each token
+        for j in range(len(toks) - 1, -1, -1):
+            ends = toks[j].kind in ("NEWLINE", "EOF") or toks[j].text == ":"
+            stop[j] = j if ends or j == len(toks) - 1 else stop[j + 1]
+        found: dict[str, set[str]] = {}
         for k, t in enumerate(toks[:-3]):
-            if t.kind == "NAME" and t.text == "on" and toks[k + 1].text == projection:
-                j = k + 2
-                while toks[j].kind not in ("NEWLINE", "EOF") and toks[j].text != ":":
-                    j += 1
-                if toks[j].text == ":" and toks[j + 1].kind == "NAME":
-                    name = toks[j + 1].text
-                    if name.startswith("d") and len(name) > 1:
-                        found.add(name[1:])
+            if t.kind == "NAME" and t.text == "on":
+                j = stop[k + 2]
+                name = toks[j + 1].text if toks[j].text == ":" else ""
+                if toks[j].text == ":" and toks[j + 1].kind == "NAME" \
+                        and name.startswith("d") and len(name) > 1:
+                    found.setdefault(toks[k + 1].text, {"w"}).add(name[1:])
         return found
 
 
