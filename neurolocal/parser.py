@@ -297,6 +297,12 @@ class _Parser:
                                     and "__" in args[0].name):
             raise self.error("slow() takes one compartment, e.g. slow(post.delta) or slow(a)",
                              name_tok)
+        for arg in args:  # sympy may expand an argument to evaluate the function (step)
+            problem = expansion_problem(arg, f"the argument of {fname}()",
+                                        "simplify the argument (sympy expands it to evaluate "
+                                        f"{fname}), e.g. compute it in a neuron equation")
+            if problem:
+                raise self.error(problem, name_tok)
         if fname in ("exp", "sigmoid") and args[0].has(sympy.log):
             self.check_exp_of_log(args[0], name_tok)
         try:

@@ -253,14 +253,16 @@ def _digits_text(digits: float) -> str:
     return f"about {round(digits):,} digits" if digits < 1e15 else "more than 10^15 digits"
 
 
-def expansion_problem(expr: sympy.Expr, what: str = "the update") -> str | None:
+def expansion_problem(expr: sympy.Expr, what: str = "the update",
+                      fix: str = "write the update as a sum of products, or compute a common "
+                                 "factor in a neuron equation and read it as post.NAME",
+                      ) -> str | None:
     """Why expanding ``expr`` is refused (the limit and the fix), or None when it is not."""
     est = estimate_expansion(expr)
     if est.work > MAX_TERMS:
-        return (f"{what} expands to {_count(est.work)} terms (limit: {MAX_TERMS} terms per "
-                "update; products of sums and powers of sums multiply out, also inside "
-                "functions): write the update as a sum of products, or compute a common "
-                "factor in a neuron equation and read it as post.NAME")
+        return (f"{what} expands to {_count(est.work)} terms (limit: {MAX_TERMS} terms; "
+                f"products of sums and powers of sums multiply out, also inside functions): "
+                f"{fix}")
     if est.digits > MAX_CONSTANT_DIGITS:
         return constant_problem(est.digits, what)
     return None

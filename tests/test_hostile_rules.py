@@ -64,7 +64,8 @@ def test_power_of_a_sum_is_refused_before_expanding():
     err = refused(update("-lr * (pre.r + post.r + pre.x1 + post.err + syn.w)**64"))
     assert (err.line, err.col) == (3, 12)
     msg = str(err)
-    assert "814,385 terms" in msg and f"limit: {MAX_TERMS} terms per update" in msg
+    assert "update on W dw expands to about 814,385 terms" in msg
+    assert f"limit: {MAX_TERMS} terms" in msg
     assert "write the update as a sum of products" in msg
 
 
@@ -192,7 +193,16 @@ def test_term_limit_boundary(n, ok):
     "1 / (pre.r + post.r + pre.x1 + post.err)**20",         # and inside denominators
 ])
 def test_expansions_hidden_in_exponents_functions_and_denominators(expr):
-    assert "terms per update" in str(refused(update(expr)))
+    assert f"terms (limit: {MAX_TERMS} terms" in str(refused(update(expr)))
+
+
+def test_function_arguments_are_bounded_in_neuron_equations_too():
+    """sympy expands the argument of step() to find its imaginary part: refuse first."""
+    hidden = "(r + a + dphi + err + target)**((err + 1)**2 - err**2 - 2*err + 64)"
+    err = refused(HEAD + f"neuron delta = step({hidden})\n")
+    assert (err.line, err.col) == (3, 16)
+    assert "the argument of step() expands to about" in str(err)
+    assert "simplify the argument" in str(err)
 
 
 def test_terms_multiplied_out_are_limited_per_rule():
