@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import unicodedata
+from typing import NamedTuple
 
 from .errors import RuleSyntaxError
 
 OPERATORS = ("->", "**", "+", "-", "*", "/", "^", "(", ")", ",", ".", "@", "=", ":")
+#: Only these are digits: ``str.isdigit`` also accepts superscripts and full-width digits.
+DIGITS = frozenset("0123456789")
+#: The only line breaks (``str.splitlines`` also splits at form feeds, U+2028, ...).
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: Longest numeric literal the lexer reads; the parser's own limits are tighter.
+MAX_LITERAL_CHARS = 100
+
+#: One token (or blank run) at a position; explicit ASCII classes, no Unicode matching.
+_TOKEN = re.compile(r"""
+    (?P<SPACE>[ \t\r\f\v]+)
+  | (?P<COMMENT>\#)
+  | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<NUMBER>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
+  | (?P<STRING>"[^"]*")
+  | (?P<OP>->|\*\*|[-+*/^(),.@=:])
+""", re.VERBOSE)
+#: A rule's own name may contain '-' before a letter (``rule fa-decay``).
+_RULE_NAME = re.compile(r"[A-Za-z_](?:[A-Za-z0-9_]|-(?=[A-Za-z]))*")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     kind: str  # NAME NUMBER STRING OP NEWLINE EOF
     text: str
     line: int
@@ -22,68 +41,72 @@ class Token:
         return f"{self.kind.lower()} {self.text!r}" if self.kind != "OP" else repr(self.text)
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines as the lexer counts them: only ``\\n``, ``\\r\\n`` and ``\\r`` end a line.
+
+    Same result as ``str.splitlines`` for those breaks, so line numbers agree with editors.
+    """
+    lines = LINE_BREAK.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _non_ascii_message(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    what = f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+    digit = unicodedata.numeric(ch, None) is not None
+    fix = "write digits as 0-9" if digit else "use ASCII letters, digits and operators"
+    return (f"non-ASCII character {ch!r} ({what}): rule text is ASCII outside comments and "
+            f"quoted strings; {fix}")
+
+
+def _bad_character(raw: str, i: int, lineno: int, source: str) -> RuleSyntaxError:
+    ch = raw[i]
+    if ch == '"':
+        message = "unterminated string: expected a closing '\"'"
+    elif not ch.isascii():
+        message = _non_ascii_message(ch)
+    else:
+        message = (f"unexpected character {ch!r}: expected a name, a number, an operator "
+                   f"({' '.join(OPERATORS)}) or '#' for a comment")
+    return RuleSyntaxError(message, line=lineno, col=i + 1, source=source, text=raw)
+
+
+def _line_tokens(raw: str, lineno: int, source: str, tokens: list[Token]) -> int:
+    """Append the tokens of one line; returns the change in parenthesis depth."""
+    i, n, depth = 0, len(raw), 0
+    while i < n:
+        m = _TOKEN.match(raw, i)
+        if m is None:
+            raise _bad_character(raw, i, lineno, source)
+        kind, text = m.lastgroup, m.group()
+        if kind == "COMMENT":
+            break
+        if kind == "NAME" and tokens and tokens[-1].text == "rule":
+            text = _RULE_NAME.match(raw, i).group()
+        elif kind == "NUMBER" and len(text) > MAX_LITERAL_CHARS:
+            raise RuleSyntaxError(
+                f"number literal of {len(text)} characters: at most {MAX_LITERAL_CHARS} "
+                "(40 digits before the exponent, exponent within ±300); write it shorter, "
+                "e.g. 1.5e-3", line=lineno, col=i + 1, source=source, text=raw)
+        if kind == "STRING":
+            tokens.append(Token("STRING", text[1:-1], lineno, i + 1))
+        elif kind != "SPACE":
+            tokens.append(Token(kind, text, lineno, i + 1))
+            if kind == "OP" and text in "()":
+                depth += 1 if text == "(" else -1
+        i += len(text)
+    return depth
+
+
 def tokenize(text: str, source: str = "<rule>") -> list[Token]:
     """Split rule text into tokens; newlines inside parentheses continue the statement."""
     tokens: list[Token] = []
-    lines = text.splitlines()
+    lines = split_lines(text)
     depth = 0
     for lineno, raw in enumerate(lines, start=1):
-        i, n = 0, len(raw)
-        while i < n:
-            ch = raw[i]
-            col = i + 1
-            if ch in " \t\r\f\v":
-                i += 1
-            elif ch == "#":
-                break
-            elif ch.isascii() and (ch.isalpha() or ch == "_"):
-                j = i
-                while j < n and raw[j].isascii() and (raw[j].isalnum() or raw[j] in "_-"):
-                    # '-' inside names only when followed by a letter (rule names like fa-decay)
-                    if raw[j] == "-" and not (j + 1 < n and raw[j + 1].isascii()
-                                              and raw[j + 1].isalpha() and tokens
-                                              and tokens[-1].text in ("rule",)):
-                        break
-                    j += 1
-                tokens.append(Token("NAME", raw[i:j], lineno, col))
-                i = j
-            elif ch.isdigit() or (ch == "." and i + 1 < n and raw[i + 1].isdigit()):
-                j = i
-                while j < n and raw[j].isdigit():
-                    j += 1
-                if j < n and raw[j] == ".":
-                    j += 1
-                    while j < n and raw[j].isdigit():
-                        j += 1
-                if j < n and raw[j] in "eE":
-                    k = j + 1
-                    if k < n and raw[k] in "+-":
-                        k += 1
-                    if k < n and raw[k].isdigit():
-                        while k < n and raw[k].isdigit():
-                            k += 1
-                        j = k
-                tokens.append(Token("NUMBER", raw[i:j], lineno, col))
-                i = j
-            elif ch == '"':
-                j = raw.find('"', i + 1)
-                if j < 0:
-                    raise RuleSyntaxError("unterminated string: expected a closing '\"'",
-                                          line=lineno, col=col, source=source, text=raw)
-                tokens.append(Token("STRING", raw[i + 1:j], lineno, col))
-                i = j + 1
-            else:
-                for op in OPERATORS:
-                    if raw.startswith(op, i):
-                        tokens.append(Token("OP", op, lineno, col))
-                        depth += {"(": 1, ")": -1}.get(op, 0)
-                        i += len(op)
-                        break
-                else:
-                    raise RuleSyntaxError(
-                        f"unexpected character {ch!r}: expected a name, a number, an operator "
-                        f"({' '.join(OPERATORS)}) or '#' for a comment",
-                        line=lineno, col=col, source=source, text=raw)
+        depth += _line_tokens(raw, lineno, source, tokens)
         if depth <= 0:
             depth = 0
             if tokens and tokens[-1].kind != "NEWLINE":

@@ -154,6 +154,17 @@ class _Checker:
     def __init__(self, rule: Rule):
         self.rule = rule
         self.violations: list[Violation] = []
+        self.seen_violations: set[tuple[str, str, str, str]] = set()
+        #: projections with a dw update (learned weights), once instead of per projection
+        self.learned = {u.projection for u in rule.updates if u.var == "w"}
+        self.updated = {u.projection for u in rule.updates}
+        #: what feeds each compartment, hidden (False) and output (True), computed once
+        self.fed_by: dict[tuple[bool, str], list[str]] = {}
+        for fb in rule.feedback.values():
+            for output in (False, True):
+                if fb.source.scope == "prev" or not output:
+                    self.fed_by.setdefault((output, fb.target), []).append(fb.name)
+        self.memo: dict[tuple, object] = {}
         self.used_phases: dict[str, str] = {}
         defined = [e.target for e in rule.neuron]
         self.eqs = {e.target: e for e in rule.neuron if e.phase is None}
@@ -165,9 +176,10 @@ class _Checker:
         self.fb_local: dict[str, bool] = {}
 
     def violate(self, kind: str, where: str, symbol: str, message: str) -> None:
-        v = Violation(kind, where, symbol, message)
-        if v not in self.violations:
-            self.violations.append(v)
+        key = (kind, where, symbol, message)
+        if key not in self.seen_violations:  # a set: a list scan was quadratic
+            self.seen_violations.add(key)
+            self.violations.append(Violation(*key))
 
     def phase_ref(self, phase: str, where: str, symbol: str) -> bool:
         self.used_phases.setdefault(phase, where)
@@ -180,9 +192,16 @@ class _Checker:
 
     def carriers(self, comp: str, output: bool, seen: frozenset = frozenset()) -> list[str]:
         """Feedback projections whose signal reaches compartment ``comp`` of a neuron."""
+        if seen:
+            return self.find_carriers(comp, output, seen)
+        key = ("carriers", comp, output)
+        if key not in self.memo:  # every read of post.X asks again
+            self.memo[key] = self.find_carriers(comp, output, seen)
+        return list(self.memo[key])
+
+    def find_carriers(self, comp: str, output: bool, seen: frozenset) -> list[str]:
         eqs = self.out_eqs if output else self.eqs
-        via = [fb.name for fb in self.rule.feedback.values()
-               if fb.target == comp and (fb.source.scope == "prev" or not output)]
+        via = list(self.fed_by.get((output, comp), []))
         exprs = [eqs[comp].expr] if comp in eqs else []
         if (output, comp) in self.dyn:
             exprs.append(self.dyn[(output, comp)].expr)
@@ -195,6 +214,12 @@ class _Checker:
 
     def compartment_origin(self, comp: str, output: bool | None) -> str:
         """Where a compartment's value comes from; ``output=None``: hidden and output."""
+        key = ("origin", comp, output)
+        if key not in self.memo:
+            self.memo[key] = self.find_origin(comp, output)
+        return self.memo[key]
+
+    def find_origin(self, comp: str, output: bool | None) -> str:
         def one(eqs, is_out):
             if comp in self.rule.noise:
                 nz = self.rule.noise[comp]
@@ -206,8 +231,7 @@ class _Checker:
                 return f"{comp} relaxes during {dyn.phase}: d{comp}/dt = {dyn.text}{start}"
             if comp in eqs:
                 return f"{comp} = {eqs[comp].text}"
-            fbs = [fb.name for fb in self.rule.feedback.values() if fb.target == comp
-                   and (fb.source.scope == "prev" or not is_out)]
+            fbs = self.fed_by.get((is_out, comp), [])
             if fbs:
                 return f"{comp}, fed by projection {', '.join(fbs)}"
             return f"{comp}: {NEURON_COMPARTMENTS.get(comp, 'compartment')}"
@@ -282,7 +306,7 @@ class _Checker:
             if any(isinstance(n, sympy.Symbol) and n.name == "resample"
                    for n in sympy.preorder_traversal(fb.weights)):
                 notes.append("weights redrawn every batch (needs a local noise source)")
-            learned = self.rule.is_learned(fb.name)
+            learned = fb.name in self.learned
             if learned:
                 notes.append(f"weights learned by their own update (initialised as "
                              f"{fb.weights_text})")
@@ -322,8 +346,9 @@ class _Checker:
                                  f"the update runs during phase {u.phase!r}, which the rule "
                                  f"does not declare; add 'phase {u.phase} = ...'")
             for term in split_terms(u.expr):
-                reads = [self.read(ref, u.projection, where) for ref in refs_in(term.expr)]
-                out.append(TermReport(u.projection, u.var, u.phase, pretty(term.expr), reads))
+                expr = term.expr
+                reads = [self.read(ref, u.projection, where) for ref in refs_in(expr)]
+                out.append(TermReport(u.projection, u.var, u.phase, pretty(expr), reads))
         return out
 
     def read(self, ref: Ref, proj: str, where: str) -> Read:
@@ -408,7 +433,7 @@ def check_locality(rule: Rule) -> LocalityReport:
                      "the neuron itself; with a softmax output that is divisive normalisation "
                      "within the output population")
     for fb in rule.feedback.values():
-        if not rule.is_learned(fb.name) and fb.name in {u.projection for u in rule.updates}:
+        if fb.name not in c.learned and fb.name in c.updated:
             notes.append(f"feedback {fb.name} has updates but no dw: its weights stay fixed")
     noise = [{"name": nz.name, "sigma": nz.sigma, "into": nz.into,
               "note": f"private N(0, {nz.sigma:g}^2) of each hidden neuron, added to its "

@@ -8,12 +8,13 @@ expressions directly: rule text is never evaluated as Python. Every failure is a
 from __future__ import annotations
 
 import math
+import operator
 from pathlib import Path
 
 import sympy
 
 from .errors import RuleSyntaxError, UnknownSymbolError
-from .lexer import Token, tokenize
+from .lexer import DIGITS, Token, split_lines, tokenize
 from .rule import (
     FORWARD,
     Equation,
@@ -34,8 +35,27 @@ from .symbols import (
     Ref,
     sympy_function,
 )
+from .terms import (
+    MAX_CONSTANT_DIGITS,
+    MAX_TERMS,
+    coefficient_digits,
+    constant_problem,
+    estimate_expansion,
+    exp_log_powers,
+    expansion_problem,
+    sum_digits,
+)
 
+#: Levels of nesting: each '(', function call, sign and '**' is one (sympy recurses per level).
 MAX_DEPTH = 64
+#: Largest |exponent| of a power (and of ``exp(c*log(b))``, which is ``b**c``).
+MAX_EXPONENT = 64
+#: Digits of a number literal before its exponent, and the largest |exponent| of 10.
+MAX_NUMBER_DIGITS, MAX_NUMBER_EXPONENT = 40, 300
+#: Sums and products are folded with sympy's operators up to this many operands, so a
+#: rule's expressions are exactly what they were; longer ones are built in one call (the
+#: fold is quadratic).
+FOLD_OPERANDS = 32
 PHASE_KINDS = {"noise": ("sigma",), "relax": ("steps", "rate"), "hold": ()}
 KEYWORDS = ("rule", "cite", "global", "phase", "feedback", "neuron", "output", "noise", "on")
 #: Where a projection may come from: the layer above, the output layer, the layer below
@@ -70,9 +90,12 @@ class _Context:
 class _Parser:
     def __init__(self, text: str, source: str):
         self.text, self.source = text, source
-        self.lines = text.splitlines()
+        self.lines = split_lines(text)
         self.toks = tokenize(text, source)
         self.i = 0
+        self.state_vars_by_projection: dict[str, set[str]] | None = None
+        self.equation_targets: set[str] = set()
+        self.made_terms = 0.0
 
     # -- token helpers -----------------------------------------------------------------
     @property
@@ -106,37 +129,69 @@ class _Parser:
         return " ".join(t.text for t in self.toks[start:end])
 
     # -- expressions -------------------------------------------------------------------
+    def nesting_error(self) -> RuleSyntaxError:
+        return self.error(f"expression nested more than {MAX_DEPTH} levels deep (each '(', "
+                          "function call, sign and '**' is a level): split it, e.g. compute "
+                          "part of it in a neuron equation")
+
     def expression(self, ctx: _Context, depth: int = 0) -> sympy.Expr:
         if depth > MAX_DEPTH:
-            raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
-        left = self.term(ctx, depth)
+            raise self.nesting_error()
+        summands = [(self.tok, self.term(ctx, depth))]
         while self.tok.kind == "OP" and self.tok.text in "+-":
-            op = self.tok.text
+            op = self.tok
+            if len(summands) == MAX_TERMS:
+                raise self.error(f"more than {MAX_TERMS} summands in one sum (limit: "
+                                 f"{MAX_TERMS} terms per expression); split it across "
+                                 "neuron equations", op)
             self.i += 1
             right = self.term(ctx, depth)
-            left = left + right if op == "+" else left - right
-        return left
+            summands.append((op, right if op.text == "+" else -right))
+        if len(summands) == 1:
+            return summands[0][1]
+        self.check_sum_constants(summands)
+        return _fold(summands[0][1], [(operator.add, v, v) for _, v in summands[1:]], sympy.Add)
+
+    def check_sum_constants(self, summands: list[tuple[Token, sympy.Expr]]) -> None:
+        """Like terms' coefficients add up; refuse before sympy adds huge rationals."""
+        groups: dict[sympy.Expr, list[sympy.Expr]] = {}
+        for _, value in summands:
+            for arg in sympy.Add.make_args(value):
+                coeff, rest = arg.as_coeff_Mul()
+                groups.setdefault(rest, []).append(coeff)
+        for coefficients in groups.values():
+            digits = sum_digits(coefficients)
+            if digits > MAX_CONSTANT_DIGITS:
+                raise self.error(constant_problem(digits, "this sum"), summands[0][0])
 
     def term(self, ctx: _Context, depth: int) -> sympy.Expr:
         left = self.unary(ctx, depth)
+        digits = coefficient_digits(left)
+        rest = []  # (operator, operand, factor of one Mul)
         while self.tok.kind == "OP" and self.tok.text in ("*", "/"):
             op_tok = self.tok
+            if len(rest) + 1 == MAX_TERMS:
+                raise self.error(f"more than {MAX_TERMS} factors in one product; write "
+                                 "repeated factors as a power (x**3)", op_tok)
             self.i += 1
             right = self.unary(ctx, depth)
+            factor = right
             if op_tok.text == "/":
                 if right == 0:
                     raise self.error("division by zero", op_tok)
-                left = left / right
-            else:
-                left = left * right
-        return left
+                factor = sympy.Pow(right, -1)
+            digits += coefficient_digits(factor)
+            if digits > MAX_CONSTANT_DIGITS:
+                raise self.error(constant_problem(digits, "this product"), op_tok)
+            rest.append((operator.truediv if op_tok.text == "/" else operator.mul, right, factor))
+        return _fold(left, rest, sympy.Mul)
 
     def unary(self, ctx: _Context, depth: int) -> sympy.Expr:
+        if depth > MAX_DEPTH:
+            raise self.nesting_error()
         if self.tok.kind == "OP" and self.tok.text in "+-":
             neg = self.tok.text == "-"
             self.i += 1
-            if depth > MAX_DEPTH:
-                raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
             value = self.unary(ctx, depth + 1)
             return -value if neg else value
         return self.power(ctx, depth)
@@ -150,10 +205,18 @@ class _Parser:
             return self.safe_pow(base, exponent, op_tok)
         return base
 
+    def check_power_size(self, base: sympy.Expr, exponent: float, tok: Token) -> None:
+        """``(c*x)**n`` is ``c**n * x**n``: refuse before sympy computes a huge ``c**n``."""
+        digits = abs(exponent) * coefficient_digits(base)
+        if digits > MAX_CONSTANT_DIGITS:
+            raise self.error(constant_problem(digits, "this power"), tok)
+
     def safe_pow(self, base: sympy.Expr, exponent: sympy.Expr, tok: Token) -> sympy.Expr:
         if exponent.is_Number:
-            if abs(float(exponent)) > 64:
-                raise self.error("exponent out of range: use |exponent| <= 64", tok)
+            if abs(float(exponent)) > MAX_EXPONENT:
+                raise self.error(f"exponent out of range: use |exponent| <= {MAX_EXPONENT}",
+                                 tok)
+            self.check_power_size(base, float(exponent), tok)
             if base.is_Number:
                 try:
                     value = float(base) ** float(exponent)
@@ -170,12 +233,25 @@ class _Parser:
         return sympy.Pow(base, exponent)
 
     def number(self, tok: Token) -> sympy.Expr:
+        """An exact rational; the limits keep every literal printable and cheap."""
         mantissa, _, exp = tok.text.lower().partition("e")
-        if exp and abs(int(exp)) > 300:
-            raise self.error("number out of range: exponent must be within ±300", tok)
-        if len(mantissa) > 40:
-            raise self.error("number has too many digits (at most 40)", tok)
+        exp_digits = exp.lstrip("+-").lstrip("0")
+        if len(exp_digits) > 3 or (exp_digits and int(exp_digits) > MAX_NUMBER_EXPONENT):
+            raise self.error(f"number out of range: exponent must be within "
+                             f"±{MAX_NUMBER_EXPONENT}", tok)
+        digits = sum(ch in DIGITS for ch in mantissa)
+        if digits > MAX_NUMBER_DIGITS:
+            raise self.error(f"number has {digits} digits: at most {MAX_NUMBER_DIGITS} before "
+                             "the exponent (write 1.5e-30, not 0.0000...15)", tok)
         return sympy.Rational(tok.text)
+
+    def float_number(self, tok: Token) -> float:
+        """A number that is used as a float (a default, a parameter): it must fit one."""
+        value = float(self.number(tok))
+        if not math.isfinite(value):
+            raise self.error(f"number {tok.text} does not fit a float (at most about 1.8e308)",
+                             tok)
+        return value
 
     def atom(self, ctx: _Context, depth: int) -> sympy.Expr:
         tok = self.tok
@@ -221,15 +297,31 @@ class _Parser:
                                     and "__" in args[0].name):
             raise self.error("slow() takes one compartment, e.g. slow(post.delta) or slow(a)",
                              name_tok)
+        for arg in args:  # sympy may expand an argument to evaluate the function (step)
+            problem = expansion_problem(arg, f"the argument of {fname}()",
+                                        "simplify the argument (sympy expands it to evaluate "
+                                        f"{fname}), e.g. compute it in a neuron equation")
+            if problem:
+                raise self.error(problem, name_tok)
+        if fname in ("exp", "sigmoid") and args[0].has(sympy.log):
+            self.check_exp_of_log(args[0], name_tok)
         try:
             value = sympy_function(fname, args)
-        except (ValueError, TypeError, ZeroDivisionError) as exc:
+        except (ValueError, TypeError, ArithmeticError) as exc:  # sympy on legal input
             raise self.error(f"{fname}() cannot take these arguments ({exc})", name_tok) from None
         if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
             raise self.error(f"{fname}() of a constant that makes it infinite, complex or "
                              "undefined",
                              name_tok)
         return value
+
+    def check_exp_of_log(self, arg: sympy.Expr, tok: Token) -> None:
+        """sympy turns ``exp(c*log(b))`` into ``b**c``: the limits of a power apply."""
+        for base, power in exp_log_powers(arg):
+            if not abs(power) <= MAX_EXPONENT:
+                raise self.error(f"exp(c*log(b)) is the power b**c, and |c| must be <= "
+                                 f"{MAX_EXPONENT} as for any exponent", tok)
+            self.check_power_size(base, power, tok)
 
     def name(self, tok: Token, ctx: _Context) -> sympy.Expr:
         if ctx.kind == "weights":
@@ -371,7 +463,7 @@ class _Parser:
         value = None
         if self.accept("="):
             sign = -1 if self.accept("-") else 1
-            value = sign * float(self.number(self.expect("NUMBER", what="a number")))
+            value = sign * self.float_number(self.expect("NUMBER", what="a number"))
         elif not vector:
             raise self.error(f"expected '=' and a default value, found {self.tok.describe()}")
         rule.globals[name] = GlobalDecl(name, value, vector, head.line)
@@ -391,7 +483,7 @@ class _Parser:
                 raise self.error(f"phase kind {kind_tok.text} takes "
                                  f"{', '.join(PHASE_KINDS[kind_tok.text])}", key)
             self.expect("OP", "=")
-            params[key.text] = float(self.number(self.expect("NUMBER", what="a number")))
+            params[key.text] = self.float_number(self.expect("NUMBER", what="a number"))
             if not self.accept(","):
                 self.expect("OP", ")", "',' or ')'")
                 break
@@ -454,6 +546,7 @@ class _Parser:
         expr = self.expression(ctx)
         eq = Equation(target.text, expr, self.statement_text(start), kw, target.line, phase)
         (rule.neuron if kw == "neuron" else rule.output).append(eq)
+        self.equation_targets.add(eq.target)
 
     def check_dynamic_equations(self, rule: Rule) -> None:
         """``during P`` equations need a relax phase (an undeclared one is the checker's)."""
@@ -483,14 +576,14 @@ class _Parser:
             raise self.error(f"name {name!r} is already declared", tok)
         if name in NEURON_COMPARTMENTS or name in KEYWORDS or name in FUNCTIONS:
             raise self.error(f"name {name!r} is reserved; pick another", tok)
-        if any(e.target == name for e in rule.neuron + rule.output):
+        if name in self.equation_targets:
             raise self.error(f"{name!r} already has a neuron equation", tok)
         self.expect("OP", "=")
         self.expect("NAME", "normal", "'normal' (the only noise distribution)")
         self.expect("OP", "(")
         self.expect("NAME", "sigma", "'sigma'")
         self.expect("OP", "=")
-        sigma = float(self.number(self.expect("NUMBER", what="a number")))
+        sigma = self.float_number(self.expect("NUMBER", what="a number"))
         self.expect("OP", ")", "')'")
         if not 0 < sigma < 1e6:
             raise self.error(f"noise sigma must be positive, got {sigma:g}", tok)
@@ -502,7 +595,7 @@ class _Parser:
 
     def update(self, rule: Rule, head: Token, compartments: set[str]) -> None:
         proj = self.expect("NAME", what="a projection name")
-        if proj.text not in rule.projections:
+        if proj.text != FORWARD and proj.text not in rule.feedback:
             raise self.error(f"unknown projection {proj.text!r}: this rule has "
                              f"{', '.join(rule.projections)}", proj, UnknownSymbolError)
         phase = None
@@ -513,29 +606,64 @@ class _Parser:
         if not (target.text.startswith("d") and len(target.text) > 1):
             raise self.error("an update target is d<state>, e.g. dw or de", target)
         self.expect("OP", "=")
-        syn_vars = {"w"} | {t.var for t in rule.updates if t.projection == proj.text}
-        syn_vars.add(target.text[1:])
         start = self.i
         ctx = _Context("update", globals_=rule.globals, compartments=compartments,
-                       syn_vars=syn_vars | self.later_syn_vars(proj.text))
+                       syn_vars=self.syn_vars(proj.text))
         expr = self.expression(ctx)
+        self.check_expansion(expr, f"update on {proj.text} {target.text}", self.toks[start])
         rule.updates.append(Update(proj.text, target.text[1:], expr,
                                    self.statement_text(start), phase, head.line))
 
-    def later_syn_vars(self, projection: str) -> set[str]:
-        """State variables a projection declares anywhere (eligibility read before its update)."""
-        found = set()
+    def check_expansion(self, expr: sympy.Expr, what: str, tok: Token) -> None:
+        """Refuse an update whose expansion (for the checker and every lowering) is too big."""
+        problem = expansion_problem(expr, what)
+        if problem:
+            raise self.error(problem, tok)
+        made = estimate_expansion(expr).made
+        self.made_terms += made
+        if self.made_terms > MAX_TERMS:
+            earlier = "" if made == self.made_terms else \
+                f", {round(self.made_terms):,} with the rule's earlier updates"
+            raise self.error(f"{what} multiplies out about {round(made):,} terms{earlier} "
+                             f"(limit: {MAX_TERMS} terms multiplied out per rule, since "
+                             "checking and lowering each term costs time): write the updates "
+                             "as sums of products", tok)
+
+    def syn_vars(self, projection: str) -> set[str]:
+        """A projection's synaptic state: w and every d<var> it updates, wherever declared
+        (an eligibility trace may be read before its own update)."""
+        if self.state_vars_by_projection is None:
+            self.state_vars_by_projection = self.scan_state_vars()
+        return self.state_vars_by_projection.setdefault(projection, {"w"})
+
+    def scan_state_vars(self) -> dict[str, set[str]]:
+        """``on P ... : dX`` anywhere in the tokens, in one pass (per update it was quadratic)."""
         toks = self.toks
+        stop = [0] * len(toks)  # index of the first ':' or end of line at or after each token
+        for j in range(len(toks) - 1, -1, -1):
+            ends = toks[j].kind in ("NEWLINE", "EOF") or toks[j].text == ":"
+            stop[j] = j if ends or j == len(toks) - 1 else stop[j + 1]
+        found: dict[str, set[str]] = {}
         for k, t in enumerate(toks[:-3]):
-            if t.kind == "NAME" and t.text == "on" and toks[k + 1].text == projection:
-                j = k + 2
-                while toks[j].kind not in ("NEWLINE", "EOF") and toks[j].text != ":":
-                    j += 1
-                if toks[j].text == ":" and toks[j + 1].kind == "NAME":
-                    name = toks[j + 1].text
-                    if name.startswith("d") and len(name) > 1:
-                        found.add(name[1:])
+            if t.kind == "NAME" and t.text == "on":
+                j = stop[k + 2]
+                name = toks[j + 1].text if toks[j].text == ":" else ""
+                if toks[j].text == ":" and toks[j + 1].kind == "NAME" \
+                        and name.startswith("d") and len(name) > 1:
+                    found.setdefault(toks[k + 1].text, {"w"}).add(name[1:])
         return found
+
+
+def _fold(first: sympy.Expr, rest: list[tuple], build) -> sympy.Expr:
+    """``((a op b) op c) ...`` exactly as sympy's operators build it (``rest`` holds
+    ``(op, operand, item)``), but one ``build(acc, *items)`` call once the result holds more
+    than :data:`FOLD_OPERANDS` operands: each step of the fold re-sorts all of them."""
+    acc = first
+    for k, (op, operand, _) in enumerate(rest):
+        if len(acc.args) > FOLD_OPERANDS:
+            return build(acc, *(item for _, _, item in rest[k:]))
+        acc = op(acc, operand)
+    return acc
 
 
 def parse_rule(text: str, source: str = "<rule>") -> Rule:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy
+from sympy.printing.str import StrPrinter
 
 #: Scopes a synaptic update may read.
 SYNAPSE_SCOPES = ("pre", "post", "syn", "glob")
@@ -112,13 +113,14 @@ def sympy_function(name: str, args: list[sympy.Expr]) -> sympy.Expr:
     raise KeyError(name)
 
 
+class _RulePrinter(StrPrinter):
+    """Prints scoped symbols as the rule language spells them."""
+
+    def _print_Symbol(self, s):
+        ref = Ref.of(s)
+        return ref.name if ref.scope in ("glob", "self") and not ref.phase else str(ref)
+
+
 def pretty(expr: sympy.Expr) -> str:
     """An expression in the rule language's own spelling (``lr*post.delta*pre.r``)."""
-    from sympy.printing.str import StrPrinter
-
-    class _P(StrPrinter):
-        def _print_Symbol(self, s):
-            ref = Ref.of(s)
-            return ref.name if ref.scope in ("glob", "self") and not ref.phase else str(ref)
-
-    return _P().doprint(expr)
+    return _RulePrinter().doprint(expr)

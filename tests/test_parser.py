@@ -2,7 +2,7 @@
 
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import neurolocal as nl
@@ -98,22 +98,79 @@ RULE_ALPHABET = st.sampled_from(list(
        "sqrt(-1)", "@forward"])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.text(max_size=200))
-def test_arbitrary_text_raises_only_project_errors(text):
+HOSTILE = "rule x\nglobal lr = 1\non W: dw = "  # the cases of issue #10, and kin
+
+
+def _parse_and_check(text: str) -> None:
+    """Parse and check; a NeurolocalError is a fine answer, anything else is a bug."""
     try:
-        nl.parse_rule(text)
+        nl.check_locality(nl.parse_rule(text))
     except NeurolocalError:
         pass
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200))
+@example(HOSTILE + "-lr * (pre.r + post.r + pre.x1 + post.err + syn.w)**64\n")
+@example("rule x\nglobal lr = 1e" + "9" * 5000 + "\n")
+@example(HOSTILE + "lr * " + "**".join(["1"] * 10000) + "\n")
+@example(HOSTILE + "lr * 0.0\u00b9\n")
+@example(HOSTILE + "lr * \uff10.\uff10\uff11\n")
+@example(HOSTILE + "(1e300 * pre.r)**64\n")
+@example(HOSTILE + "2**(pre.r + 1e300)\n")
+@example(HOSTILE + "(pre.r + post.r + post.err)**((post.r + 1)**2 - post.r**2 - 2*post.r + 64)\n")
+@example(HOSTILE + "sigmoid(" * 63 + "pre.r" + ")" * 63 + "\n")
+def test_arbitrary_text_raises_only_project_errors(text):
+    _parse_and_check(text)
+
+
+@settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(RULE_ALPHABET, max_size=40).map("".join))
 def test_rule_shaped_text_raises_only_project_errors(text):
-    try:
-        nl.parse_rule("rule fuzz\nglobal lr = 1\n" + text)
-    except NeurolocalError:
-        pass
+    _parse_and_check("rule fuzz\nglobal lr = 1\n" + text)
+
+
+# Grammar-aware texts: random text rarely gets past the lexer to the expression parser.
+SCOPED = st.sampled_from(["pre.r", "pre.x1", "pre.err", "post.r", "post.err", "post.dphi",
+                          "post.delta", "syn.w", "syn.e", "next.err", "lateral.r", "lr",
+                          "glob.lr", "pre.r@forward", "err", "bogus.r"])
+NUMBERS = st.sampled_from(["0", "1", "2", "0.5", "1e-3", "1e300", "1e-300", "1e301",
+                           "9" * 40, "9" * 41, "1e" + "9" * 200, "0.0\u00b9",
+                           "\uff10.\uff10\uff11", ".5", "1.", "64", "65", "\u0661"])
+EXPONENTS = st.sampled_from(["2", "3", "8", "30", "64", "65", "-2", "0.5", "(syn.w + 64)",
+                             "((post.r + 1)**2 - post.r**2 - 2*post.r + 63)"])
+FUNCTION_NAMES = st.sampled_from(["exp", "log", "tanh", "sigmoid", "relu", "step", "sign",
+                                  "abs", "sqrt", "min", "max", "slow", "bogus"])
+
+
+def _expressions(children):
+    return (st.tuples(children, st.sampled_from(["+", "-", "*", "/", "**", "^"]), children)
+            .map(" ".join)
+            | children.map(lambda e: f"({e})")
+            | st.tuples(children, EXPONENTS).map(lambda p: f"({p[0]})**{p[1]}")
+            | st.tuples(FUNCTION_NAMES, st.lists(children, min_size=1, max_size=2))
+            .map(lambda p: f"{p[0]}({', '.join(p[1])})")
+            | st.tuples(st.integers(1, 70), children).map(lambda p: "(" * p[0] + p[1]
+                                                            + ")" * p[0])
+            | st.tuples(st.sampled_from(["-", "+"]), children).map("".join))
+
+
+GRAMMAR_EXPRS = st.recursive(SCOPED | NUMBERS, _expressions, max_leaves=10)
+STATEMENTS = st.one_of(
+    GRAMMAR_EXPRS.map(lambda e: f"on W: dw = {e}"),
+    GRAMMAR_EXPRS.map(lambda e: f"on W: de = {e}"),
+    GRAMMAR_EXPRS.map(lambda e: f"neuron delta = {e}"),
+    GRAMMAR_EXPRS.map(lambda e: f"output err = {e}"),
+    NUMBERS.map(lambda n: f"global g = {n}"),
+    st.sampled_from(["feedback B = next.err -> err via random",
+                     "feedback B = next.err -> err via transpose(W)",
+                     "phase forward = hold()", "on B: dw = lr * post.r * pre.err"]))
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(STATEMENTS, min_size=1, max_size=4))
+def test_grammar_shaped_rules_get_a_verdict_or_a_project_error(statements):
+    _parse_and_check("rule fuzz\nglobal lr = 0.01\n" + "\n".join(statements) + "\n")
 
 
 @settings(max_examples=200, deadline=None)
