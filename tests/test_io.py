@@ -7,12 +7,12 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from support.checkpoints import resign
 
 import neurolocal as nl
 from neurolocal.checkpoint import load_checkpoint, save_checkpoint
 from neurolocal.errors import CheckpointError
 from neurolocal.hardware.rate import RateRunner
-from support.checkpoints import resign
 
 
 def test_round_trip_keeps_state_rule_and_predictions(tmp_path):
