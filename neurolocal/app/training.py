@@ -235,8 +235,12 @@ def accuracy(runner: Any, x: np.ndarray, y: np.ndarray) -> float:
     return 100.0 * float((np.asarray(runner.predict(x)).argmax(1) == y).mean())
 
 
-def _diverged(net: Network, limit: float = 1e6) -> float | None:
-    """The largest |weight| when it is NaN/inf or above ``limit``, else None."""
+#: weights this many times larger than at the start of the run have run away
+RUNAWAY = 1000.0
+
+
+def _peak(net: Network) -> float:
+    """The largest |weight| of any projection (NaN/inf if there is one)."""
     peak = 0.0
     for layers in net.state.values():
         for d in layers.values():
@@ -245,7 +249,13 @@ def _diverged(net: Network, limit: float = 1e6) -> float | None:
             if not np.isfinite(m):
                 return m
             peak = max(peak, m)
-    return peak if peak > limit else None
+    return peak
+
+
+def _diverged(net: Network, start_peak: float) -> float | None:
+    """The largest |weight| when it is NaN/inf or ran away (RUNAWAY x the start), else None."""
+    peak = _peak(net)
+    return peak if not np.isfinite(peak) or peak > RUNAWAY * max(start_peak, 1e-3) else None
 
 
 def _step_size(runner: Any, target: Any) -> float | None:
@@ -265,8 +275,10 @@ def _decay(runner: Any, target: Any, factor: float) -> None:
         runner.g["lr"] *= factor
 
 
-def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainResult:
-    """Train with ``cfg.rule`` on ``cfg.target``; see :class:`TrainConfig`."""
+def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
+    """Train with ``cfg.rule`` on ``cfg.target``; see :class:`TrainConfig`. Progress and
+    notes go to ``log`` (default: stderr)."""
+    log = sys.stderr if log is None else log
     from neurolocal.checkpoint import load_checkpoint
     from neurolocal.hardware.base import get_target
 
@@ -281,6 +293,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=sys.stderr) -> TrainRe
     rule = _rule(cfg, init)
     train_set = load_dataset(cfg.dataset, "train", limit=cfg.limit, verbose=progress)
     test_set = load_dataset(cfg.dataset, "test", limit=cfg.test_limit, verbose=progress)
+    for flag, asked, ds in (("--samples", cfg.limit, train_set), ("--test-samples",
+                                                                   cfg.test_limit, test_set)):
+        if asked is not None and asked > len(ds):
+            print(f"note: {flag} {asked}: {cfg.dataset} has {len(ds)} images there; using all "
+                  "of them", file=log)
     n_classes = int(max(train_set.y.max(), test_set.y.max())) + 1
     net = _network(cfg, rule, train_set.x.shape[1], n_classes, init)
     spiking = target.mode == "spiking"
@@ -315,6 +332,7 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
     history: list[dict] = []
     seconds, seen = 0.0, 0
     events0 = getattr(runner, "events", None)
+    start_peak = _peak(runner.sync())
     for epoch in range(1, cfg.epochs + 1):
         order = np.random.default_rng(cfg.seed + epoch).permutation(len(train_set.x))
         bar = _progress(len(order), f"{runner.net.rule.name} on {target.name}, epoch {epoch}/"
@@ -325,7 +343,7 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
             runner.learn(train_set.x[idx], eye[train_set.y[idx]])
             seen += len(idx)
             bar.update(len(idx))
-            _stop_if_diverged(cfg, runner, epoch, bar)
+            _stop_if_diverged(cfg, runner, epoch, bar, start_peak)
         bar.close()
         seconds += time.perf_counter() - t0
         net = runner.sync()
@@ -367,8 +385,9 @@ def _meta(cfg: TrainConfig, target: Any, entry: dict, extra: dict) -> dict:
     return meta
 
 
-def _stop_if_diverged(cfg: TrainConfig, runner: Any, epoch: int, bar) -> None:
-    value = _diverged(runner.sync())
+def _stop_if_diverged(cfg: TrainConfig, runner: Any, epoch: int, bar, start_peak: float
+                      ) -> None:
+    value = _diverged(runner.sync(), start_peak)
     if value is None:
         return
     bar.close()
@@ -377,8 +396,9 @@ def _stop_if_diverged(cfg: TrainConfig, runner: Any, epoch: int, bar) -> None:
         "the rule's lr"
     raise DivergenceError(
         f"training diverged in epoch {epoch} of rule {runner.net.rule.name!r} on "
-        f"{runner.target}: a weight reached {value:.3g} (NaN/inf or above 1e6); the step "
-        f"size is too large for this rule: lower {step} (--set lr=... for the rule's own step)"
+        f"{runner.target}: a weight reached {value:.3g} (it started at most {start_peak:.3g}; "
+        f"NaN/inf or {RUNAWAY:g} times that is a runaway); the step size is too large for "
+        f"this rule: lower {step} (--set lr=... for the rule's own step)"
         + (f"; the last good checkpoint is {cfg.out}" if cfg.out and Path(cfg.out).exists()
            else ""))
 
