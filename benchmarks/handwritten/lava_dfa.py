@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from neurolocal.hardware.lava.fixed_point import lif_decays, loadable_weights
-from neurolocal.hardware.lava.runtime import import_lava
+from neurolocal.hardware.lava.session import import_lava
 from neurolocal.hardware.semantics import feedback_matrix
 
 import_lava()
@@ -118,7 +118,7 @@ def handwritten_dfa_graph(runner, spikes: np.ndarray, targets: np.ndarray,
 def time_graph(procs: list, steps: int, tag: str, *, then=None) -> float:
     """Seconds ``steps`` steps of the graph take (compile excluded); ``then(run)`` runs more
     inside the same session (e.g. to read weights back before Lava stops)."""
-    from neurolocal.hardware.lava.runtime import session
+    from neurolocal.hardware.lava.session import session
 
     with session(procs[0], tag) as run:
         seconds = run(steps) if steps else 0.0

@@ -23,7 +23,8 @@ class _LavaTarget(Target):
     requires = ("lava", "networkx", "asteval")
     tag = "fixed_pt"
     chunk_samples = 500  # one graph per call: build cost against progress granularity
-    options = {"seed": "seed of the input encoder", "chunk": "samples per Lava run call"}
+    options = {"seed": "seed of the input encoder", "chunk": "samples per Lava run call",
+               "graph": "cores (one process per layer, default) or processes (one per part)"}
 
     def lower(self, rule: Rule, *, network: Network | None = None,
               config: SpikingConfig | None = None, allow_nonlocal: bool = False,

@@ -43,7 +43,7 @@ from neurolocal.converters.quantise import QuantModel, graded_input, quantise
 
 from ..encoding import poisson_spikes
 from ..profiles import LOIHI2
-from .runtime import import_lava, session
+from .session import import_lava, session
 
 __all__ = ["run_lava"]
 

@@ -1,11 +1,9 @@
-"""The Lava runtime: one lifecycle for every graph, and the learning graph's runner.
+"""The runner of the generated Lava graph: it learns, predicts and keeps ``net`` in step.
 
-:func:`session` is the only place that starts and stops Lava (the learning graph here and
-converted inference in :mod:`.inference` both go through it): compile errors and run errors
-become :class:`LavaGraphError`, and Lava is stopped on every way out, in bounded time, its
-workers unable to outlive the run (:mod:`.workers`).
-
-The learning graph (printed by ``neurolocal compile --target lava``)::
+Learning runs on a graph of cores (:mod:`.live`, one process per layer, kept running
+between calls); the graph of separate parts below (``graph="processes"``, built per call)
+computes the same, bit for bit, and is the plain mapping printed by ``neurolocal compile
+--target lava``::
 
     EpochSource --s_out--> EpochLearningDense W1 --a_out--> NeuroLIF L1 --s_out--> ... --> L_out
                  t_out ---------------------------------------------------------------> target_in
@@ -14,14 +12,15 @@ The learning graph (printed by ``neurolocal compile --target lava``)::
 
 with ``t_epoch = L`` (one sample: a lead step, T forward steps, the error steps), run with
 ``Loihi2SimCfg(select_tag="floating_pt" | "fixed_pt")``. The error path runs on the graph: no
-value is computed on the host between epochs.
+value is computed on the host between epochs. Every graph starts and stops through
+:mod:`.session`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,59 +33,13 @@ from ..encoding import encode_input
 from ..semantics import feedback_matrix
 from .fixed_point import fixed_point_network, lif_decays, loadable_weights
 from .program import TAGS, TRACE_NAMES, LoihiProgram
-from .workers import guarded, raise_pending, stop_bounded
+from .session import LavaGraphError, import_lava, session
 
-
-class LavaGraphError(NeurolocalError):
-    """Lava could not build or run the generated graph (the message says which step)."""
-
-
-def import_lava() -> None:
-    """Make Lava importable on this Python (the project's compatibility hook)."""
-    from .compat import ensure_lava_importable
-
-    ensure_lava_importable()
-
-
-@contextlib.contextmanager
-def session(anchor: Any, tag: str, *, exceptions: dict | None = None
-            ) -> Iterator[Callable[[int], float]]:
-    """Compile and start the graph of ``anchor``; yield ``run(steps) -> seconds``; stop it.
-
-    ``exceptions``: ``exception_proc_model_map`` of the run configuration.
-    """
-    import_lava()
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
-    cfg = Loihi2SimCfg(select_tag=tag, exception_proc_model_map=exceptions or {})
-
-    def run(steps: int) -> float:
-        raise_pending()
-        t0 = time.perf_counter()
-        try:
-            anchor.run(condition=RunSteps(num_steps=int(steps)))
-        except Exception as exc:
-            raise LavaGraphError(f"Lava failed while running the graph "
-                                 f"({type(exc).__name__}: {exc})") from exc
-        return time.perf_counter() - t0
-
-    with guarded() as before:
-        ok = False
-        try:
-            try:
-                anchor.create_runtime(run_cfg=cfg)
-            except Exception as exc:
-                raise LavaGraphError(f"Lava failed to compile the graph "
-                                     f"({type(exc).__name__}: {exc})") from exc
-            raise_pending()
-            yield run
-            ok = True
-        finally:
-            failed = stop_bounded(anchor.stop, before)
-        if ok and failed is not None:
-            raise LavaGraphError(f"Lava failed to stop cleanly ({type(failed).__name__}: "
-                                 f"{failed}); its worker processes were ended") from failed
+#: "cores": one NeuroCore process per layer (synapses + neurons, procs/core.py), kept running
+#: between calls (live.py); "processes": EpochLearningDense -> NeuroLIF <- Dense(B), one
+#: process per part, built per call (the plain mapping). Both compute the same, bit for bit.
+GRAPHS = ("cores", "processes")
+BLOCK = 500  #: samples per block of the live graph (its feed holds one block)
 
 
 def learning_rule(lp: LoihiProgram, layer: int, tag: str) -> Any:
@@ -105,19 +58,23 @@ def learning_rule(lp: LoihiProgram, layer: int, tag: str) -> Any:
 class LavaRunner:
     """The generated Lava graph for a network and a lowered rule.
 
-    Each call builds the graph for its samples (one learning epoch each), runs it, reads the
-    learned weights back into ``net`` and stops Lava (also on error). Weights are kept in
-    float units in ``net``; the graph holds them in weight LSBs (powers of two, so the float
-    graph computes exactly what the reference computes). With ``fixed_pt`` the network's
-    weights are first snapped to the fixed-point grid (:func:`.fixed_point.fixed_point_network`),
-    and :attr:`rounding` says by how much they moved.
+    Learning (one epoch per sample) goes to the live graph of cores, started at the first
+    call and kept until :meth:`close` (or rebuilt when ``net``'s weights were changed from
+    outside); the learned weights are in ``net`` after every call. ``graph="processes"``
+    builds the graph of parts for each call and stops it after. Weights are kept in float
+    units in ``net``; the graph holds them in weight LSBs (powers of two, so the float graph
+    computes exactly what the reference computes). With ``fixed_pt`` the network's weights
+    are first snapped to the fixed-point grid (:func:`.fixed_point.fixed_point_network`), and
+    :attr:`rounding` says by how much they moved.
     """
 
     def __init__(self, net: Network, program: LoihiProgram, *, tag: str = "fixed_pt",
-                 seed: int = 0, chunk: int | None = None) -> None:
+                 seed: int = 0, chunk: int | None = None, graph: str = "cores") -> None:
         if tag not in TAGS:
             raise NeurolocalError(f"Lava tag must be one of {', '.join(TAGS)}, got {tag!r}")
-        self.net, self.tag, self.lp = net, tag, program
+        if graph not in GRAPHS:
+            raise NeurolocalError(f"Lava graph must be one of {', '.join(GRAPHS)}, got {graph!r}")
+        self.net, self.tag, self.lp, self.graph = net, tag, program, graph
         self.target = f"lava:{tag}"
         self.cfg = program.config
         self.rounding = 0.0
@@ -130,6 +87,9 @@ class LavaRunner:
         self.chunk = chunk
         self.events = 0.0
         self.last_procs: list = []
+        self.start_seconds = 0.0  # building and starting graphs, summed
+        self._live: Any = None
+        self._published: dict[int, np.ndarray] = {}
 
     # -- the Runner interface -------------------------------------------------------------------
     def learn(self, x: Any, onehot: Any, *, progress: Callable | None = None) -> dict:
@@ -153,7 +113,12 @@ class LavaRunner:
         return self.net
 
     def close(self) -> None:
-        """Nothing stays open between calls: every graph is stopped when its call ends."""
+        """Stop the live learning graph, if one runs (bounded in time; safe to call twice)."""
+        live, self._live = self._live, None
+        failed = live.close() if live is not None else None
+        if failed is not None:
+            raise LavaGraphError(f"Lava failed to stop cleanly ({type(failed).__name__}: "
+                                 f"{failed}); its worker processes were ended") from failed
 
     # -- graph construction ---------------------------------------------------------------------
     def weights_lsb(self, layer: int) -> np.ndarray:
@@ -161,9 +126,8 @@ class LavaRunner:
         w = np.asarray(self.net.state[FORWARD][layer]["w"], dtype=np.float64) / g.weight_step
         return loadable_weights(w) if self.tag == "fixed_pt" else w
 
-    def _neuron(self, layer: int, k: int, epoch_len: int, learn: bool) -> Any:
-        from .procs.procs import NeuroLIF
-
+    def _neuron_params(self, layer: int, epoch_len: int, learn: bool) -> dict:
+        """du, dv, vth and the neuron program of layer ``layer``, in this tag's units."""
         lp, cfg = self.lp, self.cfg
         g, spec = lp.group(layer), lp.neurons[layer - 1]
         if self.tag == "fixed_pt":
@@ -173,8 +137,29 @@ class LavaRunner:
         else:
             u_unit, du, dv, vth = g.weight_step, cfg.du, cfg.dv, cfg.vth / g.weight_step
         program = spec.running(epoch_len=epoch_len, learn=learn, u_unit=u_unit)
-        return NeuroLIF(shape=(spec.n,), du=du, dv=dv, vth=vth, program=program, n_samples=k,
-                        name=f"nl_L{layer}")
+        return {"du": du, "dv": dv, "vth": vth, "program": program}
+
+    def _neuron(self, layer: int, k: int, epoch_len: int, learn: bool) -> Any:
+        from .procs.procs import NeuroLIF
+
+        return NeuroLIF(shape=(self.lp.sizes[layer],), n_samples=k, name=f"nl_L{layer}",
+                        **self._neuron_params(layer, epoch_len, learn))
+
+    def _feedback_lsb(self, fb) -> np.ndarray:
+        b = np.asarray(self.net.state[fb.plan.name][fb.layer]["w"], dtype=np.float64)
+        b = feedback_matrix(fb.plan, b) / fb.weight_step
+        return loadable_weights(b) if self.tag == "fixed_pt" else b
+
+    def _core(self, layer: int, epoch_len: int, **shared: Any) -> Any:
+        """Layer ``layer`` as one learning NeuroCore; ``shared``: its feed/header/mailbox."""
+        from .procs.core import NeuroCore
+
+        fb = next((f for f in self.lp.feedback if f.layer == layer), None)
+        return NeuroCore(weights=self.weights_lsb(layer),
+                         learning_rule=learning_rule(self.lp, layer, self.tag), n_samples=1,
+                         fb_weights=None if fb is None else self._feedback_lsb(fb),
+                         name=f"nl_C{layer}", **self._neuron_params(layer, epoch_len, True),
+                         **shared)
 
     def _synapses(self, layer: int, neuron: Any, learn: bool) -> Any:
         from lava.proc.dense.process import Dense
@@ -200,12 +185,9 @@ class LavaRunner:
         from lava.utils.weightutils import SignMode
 
         for fb in self.lp.feedback:
-            b = np.asarray(self.net.state[fb.plan.name][fb.layer]["w"], dtype=np.float64)
-            b = feedback_matrix(fb.plan, b) / fb.weight_step
-            if self.tag == "fixed_pt":
-                b = loadable_weights(b)
-            dense = Dense(weights=b, num_message_bits=self.lp.options.payload_bits,
-                          name=f"nl_{fb.plan.name}{fb.layer}", sign_mode=SignMode.MIXED)
+            dense = Dense(weights=self._feedback_lsb(fb), name=f"nl_{fb.plan.name}{fb.layer}",
+                          num_message_bits=self.lp.options.payload_bits,
+                          sign_mode=SignMode.MIXED)
             neurons[fb.source_layer - 1].s_fb_out.connect(dense.s_in)
             dense.a_out.connect(neurons[fb.layer - 1].a_third_factor_in)
             procs[f"{fb.plan.name}{fb.layer}"] = dense
@@ -271,12 +253,75 @@ class LavaRunner:
         synaptic events).
         """
         spikes, targets = self._checked(spikes, targets, learn)
+        if learn and self.graph == "cores":
+            result = self._run_live(spikes, targets, chunk, progress)
+        else:
+            result = self._run_built(spikes, targets, learn, chunk, progress)
+        events = float(spikes.sum()) * self.lp.sizes[1]
+        for layer in range(1, self.lp.depth):
+            events += float(result["spikes_total"][layer - 1]) * self.lp.sizes[layer + 1]
+        result["events"] = events
+        self.events += events
+        return result
+
+    def _run_live(self, spikes: np.ndarray, targets: np.ndarray, chunk: int | None,
+                  progress: Callable | None) -> dict:
+        """Learn on the live graph of cores, block by block; ``net`` is updated after."""
+        live = self._live_graph(chunk)
+        k, seconds = spikes.shape[0], 0.0
+        parts: list[dict] = []
+        try:
+            for start in range(0, k, live.capacity):
+                stop = min(k, start + live.capacity)
+                parts.append(live.learn_block(spikes[start:stop], targets[start:stop]))
+                seconds += parts[-1]["seconds"]
+                if progress is not None:
+                    progress(stop, k, seconds)
+        except BaseException:
+            # a call cut short leaves the graph ahead of ``net``: stop it, keep ``net`` as it
+            # was before the call (the next call starts a new graph from it)
+            with contextlib.suppress(LavaGraphError):
+                self.close()
+            raise
+        for layer, w in live.weights_lsb().items():
+            self.net.state[FORWARD][layer]["w"] = w * self.lp.group(layer).weight_step
+            self._published[layer] = self.net.state[FORWARD][layer]["w"].copy()
+        scores = np.concatenate([p["scores"] for p in parts]) if parts else \
+            np.zeros((0, self.lp.sizes[-1]))
+        return {"scores": scores, "pred": scores.argmax(1),
+                "counts": parts[-1]["counts"] if parts else [],
+                "spikes_total": list(np.sum([p["spikes_total"] for p in parts], axis=0))
+                if parts else [0.0] * self.lp.depth,
+                "weights_lsb": live.weights_lsb(), "seconds": seconds}
+
+    def _live_graph(self, chunk: int | None) -> Any:
+        """The running graph of cores; a new one if none runs or ``net`` changed outside."""
+        import_lava()
+        from .live import LiveCores
+
+        if self._live is not None and not all(
+                np.array_equal(self.net.state[FORWARD][g.layer]["w"], self._published.get(g.layer))
+                for g in self.lp.groups):
+            self.close()
+        if self._live is None:
+            self._live = LiveCores(self, int(chunk or self.chunk or BLOCK))
+            self.start_seconds += self._live.start_seconds
+            self.last_procs = self._live.processes
+            self._published = {g.layer: np.array(self.net.state[FORWARD][g.layer]["w"])
+                               for g in self.lp.groups}
+        return self._live
+
+    def _run_built(self, spikes: np.ndarray, targets: np.ndarray, learn: bool,
+                   chunk: int | None, progress: Callable | None) -> dict:
+        """Build the graph of parts for these samples, run it, read it back, stop it."""
         k = spikes.shape[0]
+        t0 = time.perf_counter()
         procs, epoch_len = self.build(spikes, targets, learn=learn)
-        self.last_procs = list(procs.values())
+        self.last_procs = list(dict.fromkeys(procs.values()))
         chunk = int(chunk or self.chunk or k) or 1
         done, seconds = 0, 0.0
         with session(procs["source"], self.tag) as run:
+            self.start_seconds += time.perf_counter() - t0
             while done < k:
                 n = min(chunk, k - done)
                 seconds += run(n * epoch_len)
@@ -285,11 +330,6 @@ class LavaRunner:
                     progress(done, k, seconds)
             result = self._read(procs, k, learn)
         result["seconds"] = seconds
-        events = float(spikes.sum()) * self.lp.sizes[1]
-        for layer in range(1, self.lp.depth):
-            events += float(result["spikes_total"][layer - 1]) * self.lp.sizes[layer + 1]
-        result["events"] = events
-        self.events += events
         return result
 
     def _read(self, procs: dict, k: int, learn: bool) -> dict:

@@ -234,7 +234,7 @@ class _NeuronProgram:
         for ch in p.channels:
             value = np.broadcast_to(np.asarray(factors[ch.factor], dtype=float), (self._n,))
             self._y[ch.trace] = self._quantise_channel(np.maximum(ch.sign * value, 0.0) * ch.gain)
-        self.y1[:], self.y2[:], self.y3[:] = self._y
+        self._publish_y()
         if p.src is None:
             return self._no_payload
         value = np.broadcast_to(np.asarray(c[p.src], dtype=float), (self._n,))
@@ -246,17 +246,20 @@ class _NeuronProgram:
         self.counts[:] = self._count
         self.spikes_total[:] = self.spikes_total + self._count.sum()
         if self._output:
-            if sample < self.scores.shape[1]:
-                t, window = self._T, self._k["T"]
-                score = self._count * self._k["k1"] if self._decays[0] == 1.0 else \
-                    self._tr[0] * self._k["k1"]
-                score = score + (0.5 / t) * np.tanh(self._asum * self._p.u_unit / window)
-                self.scores[:, sample] = score
+            t, window = self._T, self._k["T"]
+            score = self._count * self._k["k1"] if self._decays[0] == 1.0 else \
+                self._tr[0] * self._k["k1"]
+            self._keep_score(sample, score + (0.5 / t) * np.tanh(self._asum * self._p.u_unit
+                                                                  / window))
             if self._learn:
                 self._c["target"] = np.asarray(tgt, dtype=float)
                 self._equations_fn(self._c, self._g)
                 return self._emit()
         return None
+
+    def _keep_score(self, sample: int, score: np.ndarray) -> None:
+        if sample < self.scores.shape[1]:
+            self.scores[:, sample] = score
 
     def _error_arrives(self, fb) -> np.ndarray:
         """Hidden layer, step ``eq_step``: add the feedback, run the equations, emit."""
@@ -283,6 +286,18 @@ class _NeuronProgram:
         a = self.a_in.recv()
         fb = self._recv(self.a_third_factor_in)
         tgt = self._recv(self.target_in)
+        spikes, payload = self._step(a, fb, tgt)
+        self.s_out.send(self._out)
+        self.s_out_bap.send(spikes)
+        self.s_fb_out.send(self._no_payload if payload is None else payload)
+        self.s_out_y1.send(self._y[0])
+        self.s_out_y2.send(self._y[1])
+        self.s_out_y3.send(self._y[2])
+
+    def _step(self, a, fb, tgt) -> tuple[np.ndarray, np.ndarray | None]:
+        """One time step given this step's input ``a``, feedback ``fb`` and target ``tgt``:
+        the spikes, and the graded payload for the feedback synapses (None: nothing to send).
+        ``self._out`` holds the spikes plus the bias unit, ``self._y`` the post factors."""
         s = (self.time_step - 1) % self._L + 1
         t = self._T
         if s == 1:
@@ -301,46 +316,30 @@ class _NeuronProgram:
             spikes = self._zeros_in.astype(bool)
             out[:-1] = 0
         out[-1] = 1 if self._layer < s <= t else 0
-        self.s_out.send(out)
-        self.s_out_bap.send(spikes)
         payload = None
         if s == t + 1:
             payload = self._end_of_window((self.time_step - 1) // self._L, tgt)
         if self._learn and not self._output and s == self._eq_step:
             payload = self._error_arrives(fb)
-        self.s_fb_out.send(self._no_payload if payload is None else payload)
-        self.s_out_y1.send(self._y[0])
-        self.s_out_y2.send(self._y[1])
-        self.s_out_y3.send(self._y[2])
+        return spikes, payload
 
     def _reset_state(self) -> None:
         self.u[:] = 0
         self.v[:] = 0
         self._reset_program()
+        self._publish_y()
+
+    def _publish_y(self) -> None:
+        """The neuron's y Vars show the post factors (a fused core overrides this)."""
         self.y1[:], self.y2[:], self.y3[:] = self._y
 
 
-@implements(proc=NeuroLIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class NeuroLIFModelFloat(_NeuronProgram, LearningNeuronModelFloat, AbstractPyLifModelFloat):
-    """Floating-point model: Lava's float LIF arithmetic, float payloads and y values."""
+class FloatNeurons:
+    """Float arithmetic of the neuron program: Lava's float LIF, float payloads and y values."""
 
-    a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    target_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    s_fb_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    vth: float = LavaPyType(float, float)
-    counts: np.ndarray = LavaPyType(np.ndarray, float)
-    scores: np.ndarray = LavaPyType(np.ndarray, float)
-    spikes_total: np.ndarray = LavaPyType(np.ndarray, float)
     _y_dtype = float
     _payload_dtype = float
     _spike_dtype = float
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self._setup(proc_params)
 
     def _lif_step(self, a: np.ndarray) -> np.ndarray:
         self.subthr_dynamics(activation_in=a)
@@ -355,30 +354,14 @@ class NeuroLIFModelFloat(_NeuronProgram, LearningNeuronModelFloat, AbstractPyLif
         return x
 
 
-@implements(proc=NeuroLIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("bit_accurate_loihi", "fixed_pt")
-class NeuroLIFModelFixed(_NeuronProgram, LearningNeuronModelFixed, AbstractPyLifModelFixed):
-    """Fixed-point model: Lava's bit-accurate LIF (24-bit u/v, 12-bit decays, threshold
-    << 6); the neuron program's arithmetic runs in float64 on integer state and its outputs
-    are quantised: y channels to 7-bit unsigned, payloads to ``payload_max`` signed."""
+class FixedNeurons:
+    """Fixed-point arithmetic: Lava's bit-accurate LIF (24-bit u/v, 12-bit decays, threshold
+    << 6); the program's arithmetic runs in float64 on integer state and its outputs are
+    quantised: y channels to 7-bit unsigned, payloads to ``payload_max`` signed."""
 
-    a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    target_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    s_fb_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    vth: int = LavaPyType(int, np.int32, precision=17)
-    counts: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    scores: np.ndarray = LavaPyType(np.ndarray, float)
-    spikes_total: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
     _y_dtype = np.int32
     _payload_dtype = np.int32
     _spike_dtype = np.int32
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self.effective_vth = 0
-        self._setup(proc_params)
 
     def _lif_step(self, a: np.ndarray) -> np.ndarray:
         if not self.isbiasscaled:
@@ -396,6 +379,49 @@ class NeuroLIFModelFixed(_NeuronProgram, LearningNeuronModelFixed, AbstractPyLif
     def _quantise_payload(self, x: np.ndarray) -> np.ndarray:
         cap = int(self._p.payload_max)
         return np.clip(np.rint(x), -cap, cap).astype(np.int32)
+
+
+@implements(proc=NeuroLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class NeuroLIFModelFloat(_NeuronProgram, FloatNeurons, LearningNeuronModelFloat,
+                         AbstractPyLifModelFloat):
+    """Floating-point model: Lava's float LIF arithmetic, float payloads and y values."""
+
+    a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    target_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    s_fb_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    vth: float = LavaPyType(float, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, float)
+    scores: np.ndarray = LavaPyType(np.ndarray, float)
+    spikes_total: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._setup(proc_params)
+
+
+@implements(proc=NeuroLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class NeuroLIFModelFixed(_NeuronProgram, FixedNeurons, LearningNeuronModelFixed,
+                         AbstractPyLifModelFixed):
+    """Fixed-point model (:class:`FixedNeurons`)."""
+
+    a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    target_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    s_fb_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: int = LavaPyType(int, np.int32, precision=17)
+    counts: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    scores: np.ndarray = LavaPyType(np.ndarray, float)
+    spikes_total: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.effective_vth = 0
+        self._setup(proc_params)
 
 
 # ----------------------------------------------------------------------------------------------
