@@ -22,9 +22,11 @@ class _LavaTarget(Target):
     mode = "spiking"
     requires = ("lava", "networkx", "asteval")
     tag = "fixed_pt"
-    chunk_samples = 500  # one graph per call: build cost against progress granularity
-    options = {"seed": "seed of the input encoder", "chunk": "samples per Lava run call",
-               "graph": "cores (one process per layer, default) or processes (one per part)"}
+    chunk_samples = 500  # samples per learn call of the training loop (progress, checks)
+    options = {"seed": "seed of the input encoder",
+               "chunk": "samples per Lava run call (cores: per block of the feed)",
+               "graph": "cores (one process per layer, kept running; default) or processes "
+                        "(one per part, built per call)"}
 
     def lower(self, rule: Rule, *, network: Network | None = None,
               config: SpikingConfig | None = None, allow_nonlocal: bool = False,
