@@ -51,6 +51,7 @@ __all__ = [
     "QuantModel",
     "dequantise",
     "graded_input",
+    "input_current",
     "quantise",
     "simulate_fixed",
     "sweep_fixed",
@@ -335,6 +336,20 @@ def graded_input(x: np.ndarray) -> np.ndarray:
         raise ConversionError(f"inputs must lie in [0, 1] for 8-bit graded spikes "
                               f"(got {x.min()}..{x.max()}); scale them first")
     return np.rint(x * (2**INPUT_BITS - 1)).astype(np.int64)
+
+
+def input_current(q: QuantModel, x: Any) -> np.ndarray:
+    """The first layer's synaptic input ``a_in`` (N, n_out) for a constant current, as Lava's
+    fixed-point ``Dense`` computes it from the 8-bit graded pixels every step:
+    ``shift(W round(255 x), weight_exp)`` (floor shift for a negative exponent), int64."""
+    import torch
+
+    layer = q.layers[0]
+    xb = np.asarray(x)
+    g = torch.from_numpy(graded_input(xb).astype(np.float64)).reshape((len(xb), *q.input_shape))
+    a = _shift(_run_program(layer.program, g, layer.out_shape).reshape(len(xb), -1),
+               layer.weight_exp)
+    return a.numpy().astype(np.int64)
 
 
 def _shift(a: Any, e: int) -> Any:
