@@ -4,10 +4,12 @@ Why Brian2: it is an independent, event-driven simulator; equal spike counts her
 snntorch show that the converted network's dynamics are what :mod:`converters.model` says,
 not an artefact of one library. The same per-step equations are written as Brian2 code::
 
-    initial value:              v = v_init * theta
-    run_regularly (per layer):  v = beta * v + I - theta * int(v > theta)   # reset="subtract"
-                                v = beta * v * (1 - int(v > theta)) + I     # reset="zero"
-    Synapses on_pre:            v_post += w          (spikes of the layer below, same step)
+    initial value:              v = v_init * theta, c = 0
+    run_regularly (per layer):  c = alpha * c + I
+                                v = beta * v + c - theta * int(v > theta)   # reset="subtract"
+                                v = beta * v * (1 - int(v > theta)) + c     # reset="zero"
+    Synapses on_pre:            v_post += w; c_post += w   (spikes of the layer below, same
+                                                      step; c only for alpha > 0)
     threshold:                  v > theta            (the reset is applied next step, as in
                                                       snntorch's Leaky with reset_delay=True)
 
@@ -15,7 +17,8 @@ not an artefact of one library. The same per-step equations are written as Brian
 ``W x + b``, which does not change over time and is computed once, as snntorch does). All
 objects share one scheduling slot and are ordered layer by layer, so a spike travels through
 every layer within the step it is emitted, exactly as in the snntorch run. The read-out group
-integrates without leak or threshold; its final ``v`` is the accumulated read-out.
+integrates without threshold (``v = leak * v + I``, no leak by default); its final ``v`` is
+the read-out.
 
 Images are copies of the network side by side: one ``NeuronGroup`` per layer of
 ``copies x neurons`` and one set of ``Synapses`` per projection with block-diagonal
@@ -56,9 +59,11 @@ NEURON_BUDGET, SYNAPSE_BUDGET = 1_000_000, 20_000_000
 
 
 def _update_code(neuron: Any) -> str:
+    cur = "c" if neuron.alpha else "I"
+    head = "c = alpha * c + I\n" if neuron.alpha else ""
     if neuron.reset == "subtract":
-        return "v = beta * v + I - theta * int(v > theta)"
-    return "v = beta * v * (1 - int(v > theta)) + I"
+        return head + f"v = beta * v + {cur} - theta * int(v > theta)"
+    return head + f"v = beta * v * (1 - int(v > theta)) + {cur}"
 
 
 def _block_diag(mat: Any, copies: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,26 +111,30 @@ class _Network:
 
     def _group(self, k: int, layer: Any) -> Any:
         b2 = self.b2
-        eqs = ("v : 1\nI : 1 (constant)\ncount : integer\n"
-               "beta : 1 (shared, constant)\ntheta : 1 (shared, constant)")
+        eqs = ("v : 1\nc : 1\nI : 1 (constant)\ncount : integer\nbeta : 1 (shared, constant)\n"
+               "alpha : 1 (shared, constant)\ntheta : 1 (shared, constant)")
         kw: dict[str, Any] = {}
         if layer.spiking:
             kw = {"threshold": "v > theta", "reset": "count += 1"}
         g = b2.NeuronGroup(layer.n_out * self.copies, eqs, clock=self.clock,
                            name=f"nl_{layer.name}", **kw)
         if layer.spiking:
-            g.beta = layer.neuron.beta
+            g.beta, g.alpha = layer.neuron.beta, layer.neuron.alpha
             g.theta = layer.neuron.threshold
             g.set_event_schedule("spike", when="thresholds", order=10 * k + 12)
             g.run_regularly(_update_code(layer.neuron), when="thresholds", order=10 * k + 10,
                             name=f"nl_{layer.name}_update")
         else:
-            g.run_regularly("v = v + I", when="thresholds", order=10 * k + 10,
-                            name=f"nl_{layer.name}_update")
+            g.beta = layer.leak
+            g.run_regularly("v = v + I" if layer.leak == 1.0 else "v = beta * v + I",
+                            when="thresholds", order=10 * k + 10, name=f"nl_{layer.name}_update")
         return g
 
     def _synapses(self, k: int, pre: Any, post: Any) -> Any:
-        syn = self.b2.Synapses(pre, post, "w : 1", on_pre="v_post += w", clock=self.clock,
+        neuron = self.model.layers[k].neuron
+        on_pre = "v_post += w\nc_post += w" if neuron is not None and neuron.alpha else \
+            "v_post += w"
+        syn = self.b2.Synapses(pre, post, "w : 1", on_pre=on_pre, clock=self.clock,
                                name=f"nl_{self.model.layers[k].name}_syn")
         i, j, w = _block_diag(self.mats[k][0], self.copies)
         syn.connect(i=i, j=j)
@@ -144,6 +153,7 @@ class _Network:
                 cur = (xb.reshape(b, -1) @ self.first.T + bias).reshape(-1)
             g.I = cur
             g.v = layer.neuron.v_init * layer.neuron.threshold if layer.spiking else 0.0
+            g.c = 0.0
             g.count = 0
         if spikes is not None:
             tt, bb, ii = np.nonzero(spikes)

@@ -69,7 +69,13 @@ from neurolocal.converters.model import (
     layer_matrix,
     make_stats,
 )
-from neurolocal.converters.quantise import QuantModel, graded_input, input_current, quantise
+from neurolocal.converters.quantise import (
+    QuantModel,
+    check_current_bias,
+    graded_input,
+    input_current,
+    quantise,
+)
 
 from ..encoding import poisson_spikes
 from ..profiles import LOIHI2
@@ -102,7 +108,13 @@ class _Layer:
     reset: str
     v0: float
     out_scale: float  # read-out: Sparse output units -> output units
-    bias: np.ndarray  # read-out: added T times on the host
+    bias: np.ndarray  # read-out: added T times on the host (leaky: sum_k leak^k times)
+    leak: float = 1.0  # read-out membrane decay
+
+
+def _bias_steps(leak: float, timesteps: int) -> float:
+    """How often a read-out's bias counts in its final membrane: ``sum_k leak**k``."""
+    return float(timesteps) if leak == 1.0 else float(sum(leak**k for k in range(timesteps)))
 
 
 @dataclass
@@ -173,7 +185,8 @@ def _fixed_plan(q: QuantModel) -> _Plan:
                    "bias_exp": ql.bias_exp}
         layers.append(_Layer(ql.name, ql.n_in, ql.n_out, _csr(ql.matrix(), np.int32),
                              ql.weight_exp, ql.num_message_bits, lif, ql.reset, ql.v0,
-                             2.0**LOIHI2.lif.activation_shift, ql.bias_eff.astype(np.float64)))
+                             2.0**LOIHI2.lif.activation_shift, ql.bias_eff.astype(np.float64),
+                             ql.leak))
     custom = any(layer.reset == "subtract" or layer.v0 for layer in q.layers
                  if layer.vth is not None)
     return _Plan("fixed_pt", q.input, q.input_shape, layers,
@@ -183,7 +196,7 @@ def _fixed_plan(q: QuantModel) -> _Plan:
 
 
 def _float_decay(beta: float) -> float:
-    """``dv`` with ``1 - dv == beta`` exactly in float64 (Lava computes ``v * (1 - dv)``)."""
+    """``d`` with ``1 - d == beta`` exactly in float64 (Lava computes ``v * (1 - dv)``)."""
     dv = 1.0 - beta
     for _ in range(8):
         if 1.0 - dv == beta:
@@ -197,15 +210,16 @@ def _float_plan(model: SNNModel, input: str) -> _Plan:
     layers = []
     mats = [layer_matrix(layer) for layer in model.layers]
     for i, (layer, (mat, bias)) in enumerate(zip(model.layers, mats)):
+        check_current_bias(layer)
         n, lif = layer.neuron, None
-        if n is not None:
-            lif = {"du": 1.0, "dv": _float_decay(n.beta), "vth": n.threshold,
+        if n is not None:  # Lava: u = u * (1 - du) + a_in, v = v * (1 - dv) + u + bias
+            lif = {"du": _float_decay(n.alpha), "dv": _float_decay(n.beta), "vth": n.threshold,
                    "bias_mant": np.asarray(bias, np.float64)}
         bits = 8 if (i == 0 and input == "current") else 0
         layers.append(_Layer(layer.name, layer.n_in, layer.n_out, _csr(mat, np.float64), 0,
                              bits, lif, n.reset if n else "subtract",
                              n.v_init * n.threshold if n else 0.0, 1.0,
-                             np.asarray(bias, np.float64)))
+                             np.asarray(bias, np.float64), float(layer.leak)))
     first = mats[0][0]
     custom = any(layer.neuron.reset == "subtract" or layer.neuron.v_init
                  for layer in model.layers if layer.neuron is not None)
@@ -289,7 +303,8 @@ def _build_batched(plan: _Plan, m: int, timesteps: int, data: np.ndarray, keep: 
             procs.append(syn)
         size = m * layer.n_out
         if layer.lif is None:
-            probe = WindowProbe(shape=(size,), start=start, stop=start + timesteps - 1)
+            probe = WindowProbe(shape=(size,), start=start, stop=start + timesteps - 1,
+                                decay=layer.leak)
             prev.connect(probe.a_in)
             probes.append(("readout", k, probe))
             procs.append(probe)
@@ -321,7 +336,8 @@ def _run_chunk(plan: _Plan, xb: np.ndarray, timesteps: int, data: np.ndarray, ke
             layer = plan.layers[k]
             per = total.reshape(m, layer.n_out)
             if kind == "readout":
-                out["readout"] = per * layer.out_scale + timesteps * layer.bias
+                out["readout"] = (per * layer.out_scale
+                                  + _bias_steps(layer.leak, timesteps) * layer.bias)
             else:
                 out["counts"][k] = np.rint(per).astype(np.int32)
                 if raster is not None:  # (T, keep * n) -> (keep, T, n)
@@ -468,10 +484,14 @@ def _run_stream(plan: _Plan, q: QuantModel, xb: np.ndarray, timesteps: int, *,
             run(cs)
             for what, i, delay, sink in sinks:
                 buf = sink.data.get()  # step t is stored at (t - 1) % cs
-                win = buf[:, delay:delay + m * timesteps]
-                per = win.reshape(win.shape[0], m, timesteps).sum(axis=2).T  # (m, rows)
+                win = buf[:, delay:delay + m * timesteps].reshape(-1, m, timesteps)
+                layer = plan.layers[i]
+                if what == "readout" and layer.leak != 1.0:  # a leaky read-out's membrane
+                    win = win * layer.leak ** np.arange(timesteps - 1, -1, -1.0)
+                per = win.sum(axis=2).T  # (m, rows)
                 if what == "readout":
-                    out["outputs"][lo:hi] = per * 2.0**shift + timesteps * plan.layers[i].bias
+                    out["outputs"][lo:hi] = (per * 2.0**shift
+                                             + _bias_steps(layer.leak, timesteps) * layer.bias)
                 elif what == "count":
                     out["spikes"][i][lo:hi] = np.rint(per[:, 0]).astype(np.int64)
                     out["synops"][i][lo:hi] = np.rint(per[:, 1:].sum(1)).astype(np.int64)

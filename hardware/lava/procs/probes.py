@@ -6,7 +6,9 @@ thousand images side by side needs one number per neuron and image (its spike co
 :class:`WindowProbe` receives a port's messages every step, sums them over the steps
 ``start .. stop`` (1-based, inclusive) and sends the sum -- and, with ``keep > 0``, the first
 ``keep`` entries of every step of the window (a spike raster) -- to the host once, at
-``stop``, through a pipe like Lava's own ``Extractor``. It changes nothing it measures.
+``stop``, through a pipe like Lava's own ``Extractor``. ``decay < 1`` makes the sum a leaky
+one, ``total = decay * total + input`` (a leaky read-out's membrane). It changes nothing it
+measures.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ class WindowProbe(AbstractProcess):
     """
 
     def __init__(self, *, shape: tuple[int, ...], start: int, stop: int, keep: int = 0,
-                 name: str | None = None) -> None:
+                 decay: float = 1.0, name: str | None = None) -> None:
         if not 1 <= start <= stop:
             raise ValueError(f"WindowProbe: need 1 <= start <= stop, got {start}, {stop}")
         n = int(np.prod(shape))
         keep = int(min(max(keep, 0), n))
-        super().__init__(shape=shape, start=int(start), stop=int(stop), keep=keep, name=name)
+        super().__init__(shape=shape, start=int(start), stop=int(stop), keep=keep,
+                         decay=float(decay), name=name)
         self.a_in = InPort(shape=(n,))
         self.sum_out = OutPort(shape=(n,))
         self.sum_out.flag_external_pipe(buffer_size=1)
@@ -70,7 +73,7 @@ class PyWindowProbe(PyLoihiProcessModel):
         super().__init__(proc_params)
         # (not ``start``/``stop``: those names are the process model's own methods)
         self.first, self.last = proc_params["start"], proc_params["stop"]
-        self.keep = proc_params["keep"]
+        self.keep, self.decay = proc_params["keep"], proc_params["decay"]
         self.total: np.ndarray | None = None
         self.raster = (np.zeros((self.last - self.first + 1, self.keep))
                        if self.keep else None)
@@ -81,6 +84,8 @@ class PyWindowProbe(PyLoihiProcessModel):
         if self.first <= t <= self.last:
             if self.total is None:
                 self.total = np.zeros(data.shape, np.float64)
+            if self.decay != 1.0:
+                self.total *= self.decay
             self.total += data
             if self.raster is not None:
                 self.raster[t - self.first] = data[:self.keep]
