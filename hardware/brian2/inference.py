@@ -88,7 +88,8 @@ def auto_batch_size(model: SNNModel, n: int, *, poisson: bool) -> int:
 class _Network:
     """The Brian2 objects for ``copies`` copies of ``model`` (built once, run per chunk)."""
 
-    def __init__(self, b2: Any, model: SNNModel, mats: list, copies: int, input: str) -> None:
+    def __init__(self, b2: Any, model: SNNModel, mats: list, copies: int, input: str,
+                 raster: int = 0) -> None:
         self.b2, self.model, self.mats, self.copies, self.input = b2, model, mats, copies, input
         self.dt = 1.0 * b2.ms
         # the constant input current as a dense BLAS product, as snntorch computes it
@@ -107,7 +108,11 @@ class _Network:
         for k, (pre, post) in enumerate(zip(pres, self.groups)):
             if pre is not None:
                 objs.append(self._synapses(k, pre, post))
-        self.net = b2.Network(objs)
+        self.keep = min(int(raster), copies)
+        self.monitors = [] if not self.keep else [
+            b2.SpikeMonitor(g[:self.keep * layer.n_out], name=f"nl_{layer.name}_raster")
+            for layer, g in zip(model.layers, self.groups) if layer.spiking]
+        self.net = b2.Network(objs + self.monitors)
 
     def _group(self, k: int, layer: Any) -> Any:
         b2 = self.b2
@@ -176,6 +181,20 @@ class _Network:
         return counts, out
 
 
+    def rasters(self, timesteps: int) -> dict[str, np.ndarray]:
+        """Spikes (images, T, n) of the first images of the first chunk, per spiking layer."""
+        out = {}
+        layers = [layer for layer in self.model.layers if layer.spiking]
+        for layer, mon in zip(layers, self.monitors):
+            steps = np.rint(np.asarray(mon.t / self.dt)).astype(int)
+            idx = np.asarray(mon.i[:])
+            first = steps < timesteps
+            r = np.zeros((self.keep, timesteps, layer.n_out), np.uint8)
+            r[idx[first] // layer.n_out, steps[first], idx[first] % layer.n_out] = 1
+            out[layer.name] = r
+        return out
+
+
 def _chunk_spikes(xb: np.ndarray, timesteps: int, spikes: np.ndarray | None, seed: int,
                   start: int, b: int) -> np.ndarray:
     """Input spikes (T, b, n_in) of one chunk (blank rows pad a short chunk)."""
@@ -228,12 +247,14 @@ def run_brian2(
     codegen_target: str = "numpy",
     return_counts: bool = False,
     progress: bool = False,
+    raster: int = 0,
 ) -> RunResult:
     """Simulate ``x`` (N, ...) for ``timesteps`` steps with Brian2; same dynamics as snntorch.
 
     ``input``: ``"current"`` or ``"poisson"`` (the same trains as snntorch for the same
     ``seed``, or the ``spikes`` (T, N, ...) given). ``batch_size``: copies side by side in the
     one network (default: as many as :data:`NEURON_BUDGET` and :data:`SYNAPSE_BUDGET` allow).
+    ``raster``: spike rasters (images, T, neurons) of the first images in ``extra["raster"]``.
     """
     import brian2 as b2
 
@@ -251,8 +272,9 @@ def run_brian2(
     try:
         b = batch_size or auto_batch_size(model, n, poisson=input == "poisson")
         net = _Network(b2, model, [layer_matrix(layer) for layer in model.layers],
-                       max(1, min(int(b), n)), input)
+                       max(1, min(int(b), n)), input, raster)
         res = _simulate(net, xb, int(timesteps), spikes=spikes, seed=seed, progress=progress)
+        rasters = net.rasters(int(timesteps)) if raster else None
         del net
     finally:
         b2.prefs.codegen.target = old_target
@@ -264,5 +286,6 @@ def run_brian2(
         input=input, input_macs=input_macs(model, xb) if input == "current" else 0.0,
         seconds=time.perf_counter() - t0,
         spike_counts=res["counts"] if return_counts else None,
-        extra={"codegen_target": codegen_target, "dtype": "float64", "batch_size": b},
+        extra={"codegen_target": codegen_target, "dtype": "float64", "batch_size": b,
+               **({"raster": rasters} if rasters else {})},
     )

@@ -110,6 +110,7 @@ class _Layer:
     out_scale: float  # read-out: Sparse output units -> output units
     bias: np.ndarray  # read-out: added T times on the host (leaky: sum_k leak^k times)
     leak: float = 1.0  # read-out membrane decay
+    unit: float = 1.0  # Sparse output units per float unit (fixed_pt: the quantiser's scale)
 
 
 def _bias_steps(leak: float, timesteps: int) -> float:
@@ -186,7 +187,7 @@ def _fixed_plan(q: QuantModel) -> _Plan:
         layers.append(_Layer(ql.name, ql.n_in, ql.n_out, _csr(ql.matrix(), np.int32),
                              ql.weight_exp, ql.num_message_bits, lif, ql.reset, ql.v0,
                              2.0**LOIHI2.lif.activation_shift, ql.bias_eff.astype(np.float64),
-                             ql.leak))
+                             ql.leak, ql.scale))
     custom = any(layer.reset == "subtract" or layer.v0 for layer in q.layers
                  if layer.vth is not None)
     return _Plan("fixed_pt", q.input, q.input_shape, layers,
@@ -622,6 +623,8 @@ def _result(plan: _Plan, res: dict[str, Any], xb: np.ndarray, timesteps: int, la
     extra = {"run_config": f"Loihi2SimCfg(select_tag='{plan.tag}')",
              "reset_model": plan.reset_model, "layout": layout, "chunk": res["chunk"],
              "layer_spikes_per_sample": per_sample, **plan.extra}
+    if plan.layers[-1].lif is None:  # outputs / output_scale = the float model's units
+        extra["output_scale"] = plan.layers[-1].out_scale * plan.layers[-1].unit
     if res["raster"]:
         extra["raster"] = {plan.layers[k].name: r for k, r in res["raster"].items()}
     counts = [res["counts"][k] for k in spiking] if record_neurons else None

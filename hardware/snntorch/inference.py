@@ -87,11 +87,14 @@ class SNNTorchNet(torch.nn.Module):
         *,
         spikes_in: torch.Tensor | None = None,
         checkpoints: Sequence[int] = (),
+        raster: int = 0,
     ) -> dict[str, Any]:
         """Run one batch for ``timesteps`` steps.
 
         ``x`` (B, ...) is a constant input current; or pass ``spikes_in`` (T, B, ...).
-        Returns the read-out (B, n_out) at every checkpoint and per-neuron spike sums.
+        Returns the read-out (B, n_out) at every checkpoint and per-neuron spike sums;
+        ``raster > 0`` also the spikes of the first ``raster`` samples at every step, under
+        the key ``"raster"`` (one (T, raster, n) array per spiking layer).
         """
         model = self.model
         n_layers = len(model.layers)
@@ -104,7 +107,8 @@ class SNNTorchNet(torch.nn.Module):
             model.layers[0].n_in, dtype=torch.float64, device=self.device)
         const_first = self.synapses[0](x) if x is not None else None
         leak = float(model.layers[-1].leak)
-        snaps: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        snaps: dict[Any, Any] = {}
+        rasters: list[list[np.ndarray]] = [[] for _ in counts]
         stops = set(int(c) for c in checkpoints) | {int(timesteps)}
         for t in range(int(timesteps)):
             if spikes_in is not None:
@@ -124,6 +128,9 @@ class SNNTorchNet(torch.nn.Module):
                     states[i] = tuple(state)
                     h = h.to(self.dtype)
                     counts[k] += h.reshape(batch, -1).float()
+                    if raster:
+                        rasters[k].append(h[:raster].reshape(min(raster, batch), -1)
+                                          .to(torch.uint8).cpu().numpy())
                     k += 1
                 else:
                     if leak != 1.0:
@@ -133,6 +140,8 @@ class SNNTorchNet(torch.nn.Module):
                 out = counts[-1].clone() if model.layers[-1].spiking else readout.clone()
                 snaps[t + 1] = (out, [c.clone() for c in counts],
                                 None if in_sum is None else in_sum.clone())
+        if raster:
+            snaps["raster"] = [np.stack(r) for r in rasters]
         return snaps
 
 
@@ -152,12 +161,15 @@ class _Sweep:
 
     def __init__(self, ts: list[int], return_counts: bool) -> None:
         self.ts, self.return_counts = ts, return_counts
+        self.raster: list[np.ndarray] | None = None
         self.outs: dict[int, list[np.ndarray]] = {t: [] for t in ts}
         self.sums: dict[int, list[np.ndarray]] = {t: [] for t in ts}
         self.insums: dict[int, np.ndarray] = {}
         self.per_sample: dict[int, list[list[np.ndarray]]] = {t: [] for t in ts}
 
-    def add(self, snaps: dict[int, Any]) -> None:
+    def add(self, snaps: dict[Any, Any]) -> None:
+        if "raster" in snaps and self.raster is None:
+            self.raster = snaps["raster"]
         for t in self.ts:
             out, counts, in_sum = snaps[t]
             self.outs[t].append(out.double().cpu().numpy())
@@ -186,6 +198,10 @@ class _Sweep:
                                                        n, t),
                 input=input, input_macs=macs, seconds=seconds, spike_counts=counts,
                 extra=dict(extra))
+            if self.raster is not None:  # (T, k, n) -> (k, T, n), the first t steps
+                names = [layer.name for layer in model.layers if layer.spiking]
+                results[t].extra["raster"] = {name: r[:t].transpose(1, 0, 2)
+                                              for name, r in zip(names, self.raster)}
         return results
 
 
@@ -202,12 +218,14 @@ def sweep_snntorch(
     return_counts: bool = False,
     spikes: np.ndarray | None = None,
     progress: bool = False,
+    raster: int = 0,
 ) -> dict[int, RunResult]:
     """Run once for ``max(timesteps)`` steps and read the result at every T in ``timesteps``.
 
     Why one run: the network is causal, so the prediction after T steps of a long run equals
     that of a T-step run. ``spikes`` (T, N, ...) overrides the Poisson input (for cross-backend
-    checks). Returns ``{T: RunResult}``.
+    checks). ``raster``: spike rasters (images, T, neurons) of the first ``raster`` images in
+    ``extra["raster"]``. Returns ``{T: RunResult}``.
     """
     if input not in INPUTS:
         raise ConversionError(f"input {input!r}: choose one of {INPUTS}")
@@ -225,11 +243,12 @@ def sweep_snntorch(
         stop = min(n, start + batch_size)
         if input == "current":
             xt = torch.from_numpy(xb[start:stop]).to(device=dev, dtype=dtype)
-            sweep.add(net.simulate(xt, t_max, checkpoints=ts))
+            sweep.add(net.simulate(xt, t_max, checkpoints=ts, raster=raster if not start else 0))
         else:
             sp = _batch_spikes(model, xb, t_max, start, stop, spikes, seed)
             st = torch.from_numpy(sp).to(device=dev, dtype=dtype)
-            sweep.add(net.simulate(None, t_max, spikes_in=st, checkpoints=ts))
+            sweep.add(net.simulate(None, t_max, spikes_in=st, checkpoints=ts,
+                                   raster=raster if not start else 0))
         if progress:
             print(f"snntorch: {stop}/{n} samples, {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)
