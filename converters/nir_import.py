@@ -415,10 +415,15 @@ def _input_shape(graph: Any, order: list[str], given: tuple[int, ...] | None
         return tuple(int(s) for s in given)
     first = graph.nodes[order[0]]
     arr = first.input_type.get("input") if first.input_type else None
-    if arr is not None and np.asarray(arr).size:
-        return tuple(int(s) for s in np.asarray(arr).reshape(-1))
     nxt = graph.nodes[order[1]] if len(order) > 1 else None
-    if isinstance(nxt, (nir.Affine, nir.Linear)):
+    dense = isinstance(nxt, (nir.Affine, nir.Linear))
+    if arr is not None and np.asarray(arr).size:
+        shape = tuple(int(s) for s in np.asarray(arr).reshape(-1))
+        if dense and len(shape) > 1 and shape[0] == 1 and np.prod(shape[1:]) == np.asarray(
+                nxt.weight).shape[1]:
+            shape = shape[1:]  # Norse's exporter writes the sample's batch dimension
+        return shape
+    if dense:
         return (int(np.asarray(nxt.weight).shape[1]),)  # an unshaped Input before an Affine
     raise ConversionError(f"the NIR Input node {order[0]!r} has no shape; give it: "
                           "--input-shape 1,28,28 (input_shape=(1, 28, 28) from Python)")

@@ -50,6 +50,7 @@ from .nir_import import DT, SUPPORTED_NODES, NIRConventionWarning, from_nir, nod
 __all__ = [
     "DT",
     "IF_TAU_STEPS",
+    "CONVENTIONS",
     "RULES_GROUP",
     "SUPPORTED_NODES",
     "NIRConventionWarning",
@@ -125,13 +126,82 @@ def _neuron_node(neuron: Neuron, shape: tuple[int, ...], layer: str, dt: float) 
     )
 
 
-def to_nir(model: SNNModel, *, dt: float = DT) -> Any:
+CONVENTIONS: tuple[str, ...] = ("snntorch", "norse")
+
+
+def _gain(layer: Any) -> float:
+    """A layer's Euler input scale with r = 1 (the Norse convention): (1 - beta) etc."""
+    n = layer.neuron
+    if n is None:
+        return 1.0 - layer.leak if layer.leak != 1.0 else 1.0
+    if n.kind == "CubaLIF":
+        if n.alpha == 1.0 or n.beta == 1.0:
+            raise ConversionError(f"layer {layer.name!r}: a CubaLIF without leak (alpha or "
+                                  "beta = 1) cannot be written with r = 1 (Norse's convention)")
+        return (1.0 - n.alpha) * (1.0 - n.beta)
+    return 1.0 if n.beta == 1.0 else 1.0 - n.beta
+
+
+def _norse_nodes(model: SNNModel, dt: float) -> dict[str, Any]:
+    """Neuron nodes in Norse's convention: r = w_in = 1, tau in seconds at ``dt``, IF as
+    ``nir.IF``; the input scales go into the weights (the same equations)."""
+    nir = _nir()
+    nodes: dict[str, Any] = {}
+    for layer in model.layers:
+        n, shape = layer.neuron, layer.out_shape
+        if n is not None and (n.reset != "zero" or n.v_init):
+            raise ConversionError(
+                f"layer {layer.name!r} resets by {n.reset} from v(0) = {n.v_init:g} theta: "
+                "Norse's importer resets to zero and starts from 0; convert with reset='zero' "
+                "and v_init=0 for a Norse file")
+        ones = np.ones(shape)
+        meta = {"layer": layer.name, "reset": "zero", "neuron": n.kind if n else "LI"}
+        if n is None:
+            if layer.leak != 1.0:
+                nodes[f"li_{layer.name}"] = nir.LI(tau=ones * dt / (1 - layer.leak), r=ones,
+                                                   v_leak=0 * ones, metadata=meta)
+        elif n.kind == "IF":
+            nodes[n.name] = nir.IF(r=ones, v_threshold=ones * n.threshold, metadata=meta)
+        elif n.kind == "LIF":
+            nodes[n.name] = nir.LIF(tau=ones * dt / (1 - n.beta), r=ones, v_leak=0 * ones,
+                                    v_threshold=ones * n.threshold, metadata=meta)
+        else:
+            nodes[n.name] = nir.CubaLIF(tau_syn=ones * dt / (1 - n.alpha),
+                                        tau_mem=ones * dt / (1 - n.beta), r=ones,
+                                        v_leak=0 * ones, v_threshold=ones * n.threshold,
+                                        w_in=ones, metadata=meta)
+    return nodes
+
+
+def _rescaled(model: SNNModel) -> SNNModel:
+    """A copy whose layers' weights and biases are divided by their input scale."""
+    out = model.copy()
+    for layer in out.layers:
+        g = _gain(layer)
+        weighted = layer.weighted_ops()
+        if g != 1.0 and weighted:
+            weighted[0].weight = np.asarray(weighted[0].weight / g, np.float64)
+            for op in weighted:
+                op.bias = np.asarray(op.bias / g, np.float64)
+    return out
+
+
+def to_nir(model: SNNModel, *, dt: float = DT, convention: str = "snntorch") -> Any:
     """The model as a ``nir.NIRGraph``: a chain Input -> ops -> LIF -> ... -> Output.
 
     Node names are the op and neuron names of the model (``fc1``, ``conv1``, ``lif1``...);
-    they are the keys of the learning-rule sidecar.
+    they are the keys of the learning rules. ``convention``: ``"snntorch"`` (``r = tau/dt``,
+    dt = 1e-4; what snntorch's importer asserts) or ``"norse"`` (``r = 1`` with the input
+    scale in the weights, tau in seconds at ``dt``, IF as ``nir.IF``; what Norse's
+    ``from_nir(..., dt=dt)`` reads -- it ignores r -- for networks that reset to zero).
     """
     nir = _nir()
+    if convention not in CONVENTIONS:
+        raise ConversionError(f"NIR convention {convention!r}: choose one of "
+                              f"{', '.join(CONVENTIONS)}")
+    norse = convention == "norse"
+    neurons = _norse_nodes(model, dt) if norse else {}
+    model = _rescaled(model) if norse else model
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(model.input_shape))}
     order = ["input"]
     for layer in model.layers:
@@ -142,21 +212,19 @@ def to_nir(model: SNNModel, *, dt: float = DT) -> Any:
             name = layer.neuron.name or f"lif_{layer.name}"
             if name in nodes:
                 raise ConversionError(f"duplicate NIR node name {name!r}")
-            nodes[name] = _neuron_node(layer.neuron, layer.out_shape, layer.name, dt)
+            nodes[name] = neurons.get(name) or _neuron_node(layer.neuron, layer.out_shape,
+                                                            layer.name, dt)
             order.append(name)
         elif layer.leak != 1.0:  # a leaky read-out: NIR's LI
             steps, shape = _steps(layer.leak), layer.out_shape
-            nodes[f"li_{layer.name}"] = nir.LI(tau=np.full(shape, steps * dt),
-                                               r=np.full(shape, steps), v_leak=np.zeros(shape),
-                                               metadata={"leak": float(layer.leak)})
+            nodes[f"li_{layer.name}"] = neurons.get(f"li_{layer.name}") or nir.LI(
+                tau=np.full(shape, steps * dt), r=np.full(shape, steps),
+                v_leak=np.zeros(shape), metadata={"leak": float(layer.leak)})
             order.append(f"li_{layer.name}")
     nodes["output"] = nir.Output(output_type=np.array(model.output_shape))
     order.append("output")
-    edges = list(zip(order[:-1], order[1:]))
     meta = {
-        "format": FORMAT,
-        "readout": model.readout,
-        "dt": dt,
+        "format": FORMAT, "readout": model.readout, "dt": dt, "convention": convention,
         "layers": [{"name": layer.name, "scale": layer.scale,
                     "ops": [op.name for op in layer.ops],
                     "neuron": layer.neuron.name if layer.neuron else
@@ -164,8 +232,8 @@ def to_nir(model: SNNModel, *, dt: float = DT) -> Any:
                    for layer in model.layers],
         "model": _jsonable(model.metadata),
     }
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"neurolocal": json.dumps(meta)},
-                        type_check=True)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])),
+                        metadata={"neurolocal": json.dumps(meta)}, type_check=True)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -234,19 +302,20 @@ def write_nir(
     *,
     rules: Mapping[str, Any] | str | None = None,
     dt: float = DT,
+    convention: str = "snntorch",
 ) -> Path:
     """Write the graph and its learning rules to ``path`` (HDF5) atomically; return the path.
 
     ``rules`` (node name -> rule description, or one string for every synaptic node) go into
     the file's :data:`RULES_GROUP` (an empty one without rules) and are copied to the sidecar
     ``<name>.rules.json``, which records the file's SHA-256; writing without rules removes a
-    stale sidecar.
+    stale sidecar. ``dt``/``convention``: see :func:`to_nir`.
     """
     import h5py
 
     nir = _nir()
-    graph = to_nir(model_or_graph, dt=dt) if isinstance(model_or_graph, SNNModel) \
-        else model_or_graph
+    graph = (to_nir(model_or_graph, dt=dt, convention=convention)
+             if isinstance(model_or_graph, SNNModel) else model_or_graph)
     path = Path(path)
     normalised = None if rules is None else _normalise_rules(rules, graph)
     payload = {"format": RULES_FORMAT, "rules": normalised,
