@@ -419,6 +419,20 @@ def layer_matrix(layer: SNNLayer) -> tuple[Any, np.ndarray]:
     return mat, bias
 
 
+def op_matrices(layer: SNNLayer) -> list[Any]:
+    """The layer's ops as one sparse matrix each (flatten is none), in the order applied:
+    their product is :func:`layer_matrix` without the biases. A pool then a conv costs the
+    pool's and the conv's weights this way, instead of k^2 times the conv's."""
+    import scipy.sparse as sp
+
+    out = []
+    for op in layer.ops:
+        if op.kind != "flatten":
+            out.append(layer_matrix(SNNLayer(f"{layer.name}.{op.name}", [dataclasses.replace(
+                op, bias=None if op.weighted else op.bias)]))[0])
+    return out or [sp.identity(layer.n_in, format="csr")]
+
+
 def layer_fanout(layer: SNNLayer) -> np.ndarray:
     """Number of post-synaptic targets of each pre-synaptic neuron (synaptic ops per spike)."""
     mat, _ = layer_matrix(layer)

@@ -121,6 +121,31 @@ class QuantLayer:
             self._matrix = np.rint(mat).astype(np.int32)
         return self._matrix
 
+    def factors(self) -> list[Any]:
+        """The integer map as one sparse matrix per program step (sum-pool, conv, linear;
+        flatten is no matrix), in the order applied; their product is :meth:`matrix`
+        exactly (checked). Why: a pool followed by a conv composes into a matrix with k^2
+        times the conv's weights; applied as factors the same integers cost far less."""
+        import scipy.sparse as sp
+        import torch
+
+        out, shape = [], self.in_shape
+        for step in self.program:
+            probe = _run_program([step], torch.zeros((1, *shape), dtype=torch.float64), None)
+            nxt = tuple(probe.shape[1:])
+            if step[0] != "flatten":
+                n_in = int(np.prod(shape))
+                eye = torch.eye(n_in, dtype=torch.float64).reshape((n_in, *shape))
+                m = _run_program([step], eye, None).reshape(n_in, -1).numpy().T
+                out.append(sp.csr_matrix(np.rint(m).astype(np.int32)))
+            shape = nxt
+        prod = out[0]
+        for f in out[1:]:
+            prod = f @ prod
+        if (prod != sp.csr_matrix(self.matrix())).nnz:
+            return [sp.csr_matrix(self.matrix())]
+        return out
+
 
 @dataclass
 class QuantModel:
@@ -190,8 +215,10 @@ def _float_program(layer: SNNLayer) -> list[tuple[Any, ...]] | None:
     return prog
 
 
-def _run_program(program: list[tuple[Any, ...]], x: Any, out_shape: tuple[int, ...]) -> Any:
-    """Apply an integer program to a float64 batch (exact for integer data)."""
+def _run_program(program: list[tuple[Any, ...]], x: Any, out_shape: tuple[int, ...] | None
+                 ) -> Any:
+    """Apply an integer program to a float64 batch (exact for integer data); ``out_shape``
+    None keeps the last step's own shape."""
     import torch
     import torch.nn.functional as F
 
@@ -212,7 +239,7 @@ def _run_program(program: list[tuple[Any, ...]], x: Any, out_shape: tuple[int, .
             w = torch.as_tensor(step[1], dtype=h.dtype, device=h.device)
             h = F.conv2d(h, w, stride=step[2], padding=step[3], dilation=step[4],
                          groups=step[5])
-    return h.reshape((h.shape[0], *out_shape))
+    return h if out_shape is None else h.reshape((h.shape[0], *out_shape))
 
 
 def _choose_exp(a: float, target: float, lo: int, hi: int) -> int:

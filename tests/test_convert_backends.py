@@ -228,6 +228,30 @@ def test_lava_floating_pt_runs_the_float_model(data, mlp, lava):
         lava(model, xt[:2], 12, tag="floating_pt", layout="stream")
 
 
+def test_lava_conv_layers_run_as_factored_synapses(data, cnn, lava):
+    """A pool then a linear map is two sparse factors on Lava (not their 4x denser product):
+    the same integers as the emulator (Lava's Dense arithmetic on the product) and, in
+    floating_pt, the same counts in every chunk size."""
+    from neurolocal.hardware.lava.inference import _fixed_plan
+
+    _, _, xt, _ = data
+    model = set_neurons(cnn, "IF", v_init=0.5)
+    q = quantise(model)
+    layer2 = _fixed_plan(q).layers[1]
+    assert len(layer2.synapse_matrices) == 2
+    assert sum(f.nnz for f in layer2.factors) < layer2.matrix.nnz / 2
+    emu = simulate_fixed(q, xt[:10], 12, return_counts=True, model=model)
+    got = lava(q, xt[:10], 12, record_neurons=True, float_model=model)
+    np.testing.assert_array_equal(got.outputs, emu.outputs)
+    for a, b in zip(got.spike_counts, emu.spike_counts):
+        np.testing.assert_array_equal(a, b)
+    one = lava(model, xt[:4], 12, tag="floating_pt", chunk=1, record_neurons=True)
+    four = lava(model, xt[:4], 12, tag="floating_pt", record_neurons=True)
+    np.testing.assert_array_equal(one.outputs, four.outputs)
+    ref = run_snntorch(model, xt[:4], 12, dtype=torch.float64, return_counts=True)
+    assert np.mean(four.spike_counts[0] == ref.spike_counts[0]) >= 0.999
+
+
 def test_brian2_chunks_of_copies_equal_one_network(data, mlp):
     _, _, xt, _ = data
     model = set_neurons(mlp, "IF", v_init=0.5)

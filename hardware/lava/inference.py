@@ -13,7 +13,9 @@ graph, run once for ``T + depth`` steps::
 * Each projection is one Lava ``Sparse`` whose weights are the layer's matrix once per copy
   on the diagonal, so copies never touch. Lava's ``Sparse`` models run with
   :mod:`.procs.sparse_dot` (the binary-spike sum as a matrix-vector product: the same
-  integers / floats, faster for thousands of copies).
+  integers / floats, faster for thousands of copies). A layer whose ops compose into a
+  denser matrix than they are apart (a pool then a conv) is one
+  :class:`.procs.factored_sparse.FactoredSparse`: the ops' block-diagonal matrices in turn.
 * A constant input current is the same every step: the first layer's synaptic input is
   computed once on the host -- in ``fixed_pt`` with Lava's ``Dense`` integer arithmetic on the
   8-bit graded pixels, ``shift(W round(255 x), weight_exp)`` (the emulator's program, tested
@@ -68,6 +70,7 @@ from neurolocal.converters.model import (
     layer_fanout,
     layer_matrix,
     make_stats,
+    op_matrices,
 )
 from neurolocal.converters.quantise import (
     QuantModel,
@@ -111,6 +114,15 @@ class _Layer:
     bias: np.ndarray  # read-out: added T times on the host (leaky: sum_k leak^k times)
     leak: float = 1.0  # read-out membrane decay
     unit: float = 1.0  # Sparse output units per float unit (fixed_pt: the quantiser's scale)
+    factors: list[Any] | None = None  # the ops' matrices in turn (product: ``matrix``)
+
+    @property
+    def synapse_matrices(self) -> list[Any]:
+        """What the graph stores: the factors where they are fewer weights than the product."""
+        if self.factors and len(self.factors) > 1 and (
+                sum(f.nnz for f in self.factors) < self.matrix.nnz):
+            return self.factors
+        return [self.matrix]
 
 
 def _bias_steps(leak: float, timesteps: int) -> float:
@@ -146,6 +158,11 @@ class _Plan:
         from lava.proc.lif.process import LIFReset
         from lava.proc.sparse.process import Sparse
 
+        from .procs.factored_sparse import (
+            FactoredSparse,
+            PyFactoredSparseFixed,
+            PyFactoredSparseFloat,
+        )
         from .procs.lif_reset import PyLifResetSubtractBitAcc, PyLifResetSubtractFloat
         from .procs.probes import PyWindowProbe, WindowProbe
         from .procs.sparse_dot import PySparseDotBitAcc, PySparseDotFloat
@@ -157,6 +174,7 @@ class _Plan:
         table = {Source: PySendModelFixed if fixed else PySendModelFloat,
                  Sink: PyReceiveModelFixed, Dense: PyDenseModelBitAcc, LIFReset: lif,
                  Sparse: PySparseDotBitAcc if fixed else PySparseDotFloat,
+                 FactoredSparse: PyFactoredSparseFixed if fixed else PyFactoredSparseFloat,
                  WindowProbe: PyWindowProbe}
         return {p: table[type(p)] for p in procs}
 
@@ -187,7 +205,7 @@ def _fixed_plan(q: QuantModel) -> _Plan:
         layers.append(_Layer(ql.name, ql.n_in, ql.n_out, _csr(ql.matrix(), np.int32),
                              ql.weight_exp, ql.num_message_bits, lif, ql.reset, ql.v0,
                              2.0**LOIHI2.lif.activation_shift, ql.bias_eff.astype(np.float64),
-                             ql.leak, ql.scale))
+                             ql.leak, ql.scale, [_csr(f, np.int32) for f in ql.factors()]))
     custom = any(layer.reset == "subtract" or layer.v0 for layer in q.layers
                  if layer.vth is not None)
     return _Plan("fixed_pt", q.input, q.input_shape, layers,
@@ -220,7 +238,8 @@ def _float_plan(model: SNNModel, input: str) -> _Plan:
         layers.append(_Layer(layer.name, layer.n_in, layer.n_out, _csr(mat, np.float64), 0,
                              bits, lif, n.reset if n else "subtract",
                              n.v_init * n.threshold if n else 0.0, 1.0,
-                             np.asarray(bias, np.float64), float(layer.leak)))
+                             np.asarray(bias, np.float64), float(layer.leak), 1.0,
+                             [_csr(f, np.float64) for f in op_matrices(layer)]))
     first = mats[0][0]
     custom = any(layer.neuron.reset == "subtract" or layer.neuron.v_init
                  for layer in model.layers if layer.neuron is not None)
@@ -248,7 +267,8 @@ def block_diagonal(mat: Any, copies: int) -> Any:
 def batch_size(plan: _Plan, timesteps: int, n: int, *, first_on_lava: bool) -> int:
     """Images per batched run: as many as the neuron, synapse and source budgets allow."""
     neurons = sum(layer.n_out for layer in plan.layers)
-    synapses = sum(layer.matrix.nnz for layer in plan.layers[0 if first_on_lava else 1:])
+    synapses = sum(sum(m.nnz for m in layer.synapse_matrices)
+                   for layer in plan.layers[0 if first_on_lava else 1:])
     first = plan.layers[0]
     source = (first.n_in if first_on_lava else first.n_out) * (
         timesteps if plan.input == "poisson" else 1)
@@ -288,6 +308,7 @@ def _build_batched(plan: _Plan, m: int, timesteps: int, data: np.ndarray, keep: 
     from lava.proc.lif.process import LIFReset
     from lava.proc.sparse.process import Sparse
 
+    from .procs.factored_sparse import FactoredSparse
     from .procs.probes import WindowProbe
 
     d0 = 1 if first_on_lava else 0
@@ -297,8 +318,11 @@ def _build_batched(plan: _Plan, m: int, timesteps: int, data: np.ndarray, keep: 
     for k, layer in enumerate(plan.layers):
         start = k + 1 + d0
         if k > 0 or first_on_lava:
-            syn = Sparse(weights=block_diagonal(layer.matrix, m), weight_exp=layer.weight_exp,
-                         num_message_bits=layer.message_bits, name=f"nl_{layer.name}_syn")
+            mats = [block_diagonal(f, m) for f in layer.synapse_matrices]
+            kw = {"weight_exp": layer.weight_exp, "num_message_bits": layer.message_bits,
+                  "name": f"nl_{layer.name}_syn"}
+            syn = (Sparse(weights=mats[0], **kw) if len(mats) == 1
+                   else FactoredSparse(factors=mats, **kw))
             prev.connect(syn.s_in)
             prev = syn.a_out
             procs.append(syn)

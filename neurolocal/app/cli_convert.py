@@ -10,10 +10,13 @@ own neuron model. Every out-of-range value is refused naming its flag, before wo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from neurolocal.errors import NeurolocalError
@@ -217,24 +220,41 @@ def _rules_arg(value: str | None) -> Any:
     return text
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    """The ``convert`` command: exit 0 on success."""
+@contextlib.contextmanager
+def _notes_only() -> Iterator[None]:
+    """Convention warnings are printed as notes (once), not as Python warnings too."""
+    from neurolocal.converters.nir_import import NIRConventionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRConventionWarning)
+        warnings.filterwarnings("ignore", message=".*belongs to an earlier version.*")
+        yield
+
+
+def _convert(args: argparse.Namespace) -> Any:
     from neurolocal.converters.api import convert
 
-    _check_flags(args, "convert")
-    shape = _input_shape(args.input_shape)
-    args.timesteps = 32 if args.timesteps is None else args.timesteps
-    _say(args, f"converting {args.model} for {args.target}, T={args.timesteps} ...")
-    res = convert(
+    return convert(
         args.model, timesteps=args.timesteps, target=args.target, neuron=args.neuron,
         beta=args.beta if args.neuron == "LIF" else 1.0, v_init=args.v_init,
         normalisation=args.normalisation,
         percentile=args.percentile, input=args.input, dataset=args.dataset,
-        n_calibration=args.n_calibration, n_eval=args.n_test or None, input_shape=shape,
-        out=args.out, rules=_rules_arg(args.rules), device=args.device, seed=args.seed,
+        n_calibration=args.n_calibration, n_eval=args.n_test or None,
+        input_shape=_input_shape(args.input_shape), out=args.out,
+        rules=_rules_arg(args.rules), device=args.device, seed=args.seed,
         progress=not args.json, arch=args.arch, dt=args.dt, codegen=args.codegen,
         sweep=_sweep(args.timesteps) if args.plot else None,
     )
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """The ``convert`` command: exit 0 on success."""
+    _check_flags(args, "convert")
+    _input_shape(args.input_shape)
+    args.timesteps = 32 if args.timesteps is None else args.timesteps
+    _say(args, f"converting {args.model} for {args.target}, T={args.timesteps} ...")
+    with _notes_only():
+        res = _convert(args)
     d = res.as_dict()
     plotted = None
     if args.plot and res.run is not None:
@@ -242,6 +262,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
         plotted = plot_conversion(d, args.plot)
     if args.json:
+        for note in res.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(json.dumps(d, sort_keys=True))
         return 0
     print(res.model.summary())
@@ -295,17 +317,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     args.timesteps = 32 if args.timesteps is None else args.timesteps
     _say(args, f"running {args.snn} on {args.target}, T={args.timesteps} ...")
-    res = run_snn(args.snn, args.target, timesteps=args.timesteps, input=args.input,
-                  dataset=args.dataset, n_eval=args.n_test or 1000, device=args.device,
-                  seed=args.seed, progress=not args.json, dt=args.dt, codegen=args.codegen,
-                  raster=1 if args.plot else 0,
-                  reference=bool(args.plot) and args.target.startswith("lava"))
+    with _notes_only():
+        res = run_snn(args.snn, args.target, timesteps=args.timesteps, input=args.input,
+                      dataset=args.dataset, n_eval=args.n_test or 1000, device=args.device,
+                      seed=args.seed, progress=not args.json, dt=args.dt, codegen=args.codegen,
+                      raster=1 if args.plot else 0,
+                      reference=bool(args.plot) and args.target.startswith("lava"))
     d = _run_dict(args, res)
     plotted = None
     if args.plot:
         from .plots import plot_run
 
         plotted = plot_run(d, args.plot)
+    for note in d["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(d, sort_keys=True))
         return 0
@@ -313,8 +338,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{args.target}, T={args.timesteps}: accuracy {100 * acc:.2f} % on "
           f"{len(res.predictions)} test images ({res.seconds:.1f} s)")
     print(res.table())
-    for note in d["notes"]:
-        print(f"note: {note}")
     if plotted is not None:
         print(f"wrote {plotted}")
     return 0
