@@ -89,8 +89,8 @@ def plot_training(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             ax2.plot(epochs, ys, style, marker=".", label=f"{key.split('_')[0]} {name}")
     top = max([95.0] + [y + 5 for line in ax2.lines for y in line.get_ydata()
                         if np.isfinite(y)])
-    ax2.set(xlabel="epoch", ylabel="angle (degrees)", ylim=(0, min(180.0, top)),
-            title="alignment: feedback (solid), update vs backprop (dashed)")
+    ax2.set(xlabel="epoch", ylabel="angle (degrees)", ylim=(0, min(180.0, top)))
+    ax2.set_title("alignment: feedback (solid), update vs BP (dashed)", fontsize=10)
     ax2.axhline(90, color="gray", lw=0.8, ls=":")
     ax2.grid(alpha=0.3)
     if ax2.lines:
@@ -147,8 +147,8 @@ def plot_conversion(result: dict[str, Any], path: str | os.PathLike[str]) -> Pat
 def _raster(ax: Any, name: str, r: dict[str, Any]) -> None:
     steps, n = r["shape"]
     ax.scatter(r["t"], r["i"], s=min(40.0, max(1.5, 2000.0 / max(n, 1))), marker="|", color="k")
-    ax.set(xlim=(-0.5, steps - 0.5), ylim=(-0.5, n - 0.5), xlabel="time step",
-           ylabel="neuron", title=f"{name}: {len(r['t'])} spikes (first image)")
+    ax.set(xlim=(-0.5, steps - 0.5), ylim=(-0.5, n - 0.5), xlabel="time step", ylabel="neuron")
+    ax.set_title(f"{name}: {len(r['t'])} spikes (first image)", fontsize=10)
 
 
 def plot_run(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -173,8 +173,8 @@ def plot_run(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
         ax.plot([lo, hi], [lo, hi], "k:", lw=1)
         agree = float(np.mean(a.argmax(1) == b.argmax(1)))
-        ax.set(xlabel="snntorch (float) read-out", ylabel=f"{result['target']} read-out",
-               title=f"read-out, {len(a)} images: predictions agree {100 * agree:.1f} %")
+        ax.set(xlabel="snntorch (float) read-out", ylabel=f"{result['target']} read-out")
+        ax.set_title(f"read-out of {len(a)} images: {100 * agree:.1f} % same class", fontsize=10)
         ax.grid(alpha=0.3)
     acc = result.get("snn_accuracy")
     fig.suptitle(f"{result['target']}, T={result['timesteps']}"
