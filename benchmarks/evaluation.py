@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -278,7 +279,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     from neurolocal.app.data import load_dataset
 
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     tr, te = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     data = {"train": (np.array(tr.x), np.array(tr.y)), "test": (np.array(te.x), np.array(te.y))}
     ann, model, zero = _mlp(data)
@@ -302,7 +303,9 @@ def main(argv=None):
     cmd = " ".join([".venv/bin/python", "benchmarks/evaluation.py",
                     *[shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]])
     res["command"], res["seconds"] = cmd, time.perf_counter() - t0
-    print(f"\ntotal {res['seconds']:.0f} s; command: {cmd}")
+    res["load_average"] = [load0, os.getloadavg()[0]]  # other jobs on the machine
+    print(f"\ntotal {res['seconds']:.0f} s; 1-minute load average {load0:.1f} at the start, "
+          f"{res['load_average'][1]:.1f} at the end ({os.cpu_count()} cores); command: {cmd}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=1, default=float))
     print(f"wrote {args.json}")

@@ -191,9 +191,9 @@ def test_lava_batched_copies_equal_the_image_by_image_stream(data, mlp, lava, in
     stream = lava(q, xt[:20], 10, seed=4, layout="stream", record_neurons=True,
                   float_model=model)
     runs = [lava(q, xt[:20], 10, seed=4, chunk=c, record_neurons=True, float_model=model)
-            for c in (7, None)]
+            for c in (12, None)]
     if inp == "current":  # the first layer on Lava too: graded pixels through a Sparse
-        runs.append(lava(q, xt[:20], 10, chunk=9, first_layer="lava", record_neurons=True,
+        runs.append(lava(q, xt[:20], 10, first_layer="lava", record_neurons=True,
                          float_model=model))
     for run in runs:
         assert run.extra["layout"] == "batched"
@@ -203,22 +203,22 @@ def test_lava_batched_copies_equal_the_image_by_image_stream(data, mlp, lava, in
             np.testing.assert_array_equal(a, b)
         assert [s.synops for s in run.layer_stats] == pytest.approx(
             [s.synops for s in stream.layer_stats])
-    assert runs[0].extra["chunk"] == 7 and runs[1].extra["chunk"] == 20
+    assert runs[0].extra["chunk"] == 12 and runs[1].extra["chunk"] == 20
 
 
 def test_lava_floating_pt_runs_the_float_model(data, mlp, lava):
     """floating_pt: the same graph with float weights; copies do not interact (chunk 1 =
-    chunk 16) and the counts are snntorch's in float64 (measured: all equal)."""
+    one graph of 16) and the counts are snntorch's in float64 (measured: all equal)."""
     _, _, xt, _ = data
     model = set_neurons(mlp, "LIF", beta=0.9, v_init=0.25)
-    one = lava(model, xt[:16], 12, tag="floating_pt", chunk=1, record_neurons=True)
+    one = lava(model, xt[:3], 12, tag="floating_pt", chunk=1, record_neurons=True)
     all_ = lava(model, xt[:16], 12, tag="floating_pt", record_neurons=True, raster=2)
     ref = run_snntorch(model, xt[:16], 12, dtype=torch.float64, return_counts=True)
     assert all_.target == "lava:floating_pt" and all_.extra["reset_model"].endswith("Float")
-    np.testing.assert_array_equal(one.outputs, all_.outputs)
+    np.testing.assert_array_equal(one.outputs, all_.outputs[:3])
     for a, b, c in zip(one.spike_counts, all_.spike_counts, ref.spike_counts):
         assert c.sum() > 50
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b[:3])
         assert np.mean(b == c) >= 0.999
     np.testing.assert_allclose(all_.outputs, ref.outputs, rtol=1e-6, atol=1e-6)
     raster = all_.extra["raster"]["layer1"]  # (images, T, neurons) of the first 2 images
@@ -245,7 +245,7 @@ def test_lava_conv_layers_run_as_factored_synapses(data, cnn, lava):
     np.testing.assert_array_equal(got.outputs, emu.outputs)
     for a, b in zip(got.spike_counts, emu.spike_counts):
         np.testing.assert_array_equal(a, b)
-    one = lava(model, xt[:4], 12, tag="floating_pt", chunk=1, record_neurons=True)
+    one = lava(model, xt[:4], 12, tag="floating_pt", chunk=2, record_neurons=True)
     four = lava(model, xt[:4], 12, tag="floating_pt", record_neurons=True)
     np.testing.assert_array_equal(one.outputs, four.outputs)
     ref = run_snntorch(model, xt[:4], 12, dtype=torch.float64, return_counts=True)

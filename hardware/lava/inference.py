@@ -600,6 +600,8 @@ def run_lava(
     float_model = float_model or (model if isinstance(model, SNNModel) else None)
     n_layers = len(model.layers)
     _check(model, tag, layout, timesteps, n_layers)
+    if input not in ("current", "poisson"):
+        raise ConversionError(f"input {input!r}: choose 'current' or 'poisson'")
     if tag == "fixed_pt" and q is None:
         q = quantise(model, input=input)
     if q is not None and q.input != input and isinstance(model, QuantModel):
