@@ -8,20 +8,24 @@ A model is a list of :class:`SNNLayer`. A layer is a chain of linear *ops* (``li
 ``conv2d``, ``avgpool2d``, ``flatten``) followed by one population of neurons, or by nothing
 (the read-out layer). Per time step ``t`` a spiking layer computes::
 
-    I[t] = ops(s_prev[t])                    # synaptic current, biases included
-    v[0] = v_init * theta                    # before the first step
-    v[t] = beta * v[t-1] + I[t] - theta * s[t-1]    (reset="subtract")
-    v[t] = beta * v[t-1] * (1 - s[t-1]) + I[t]      (reset="zero")
+    I[t] = ops(s_prev[t])                    # synaptic input, biases included
+    c[t] = alpha * c[t-1] + I[t]             # current; alpha = 0 (IF, LIF): c = I
+    v[0] = v_init * theta                    # before the first step (c[0] = 0)
+    v[t] = beta * v[t-1] + c[t] - theta * s[t-1]    (reset="subtract")
+    v[t] = beta * v[t-1] * (1 - s[t-1]) + c[t]      (reset="zero")
     s[t] = v[t] > theta
 
 which is snntorch's ``Leaky`` with its default ``reset_delay=True``: the reset of a spike at
 ``t`` is applied at ``t + 1`` (for IF, beta = 1, this is exactly "subtract right after the
-spike"). ``v_init = 0.5`` (the converter's default) starts each neuron half-way to threshold,
-so an IF neuron's spike count over T steps rounds ``T * rate`` instead of flooring it (Bu et
-al., ICLR 2022): first spikes come earlier and deep networks need far fewer steps. A read-out
-layer (``neuron is None``) integrates its current without leak or spikes;
-the prediction is ``argmax(sum_t I[t])``. A model whose last layer spikes is decoded by spike
-count (ties go to the lowest index).
+spike"). ``alpha > 0`` (kind ``CubaLIF``) is NIR's current-based LIF (snntorch's ``Synaptic``,
+Norse's ``LIFCell``). ``v_init = 0.5`` (the converter's default) starts each neuron half-way
+to threshold, so an IF neuron's spike count over T steps rounds ``T * rate`` instead of
+flooring it (Bu et al., ICLR 2022): first spikes come earlier and deep networks need far fewer
+steps. A read-out layer (``neuron is None``) integrates its input without spikes,
+``v[t] = leak * v[t-1] + I[t]`` (``leak = 1``, the converter's read-out: no leak; ``leak < 1``:
+a NIR ``LI`` read-out); the prediction is ``argmax(v[T])``, for ``leak = 1`` the argmax of
+``sum_t I[t]``. A model whose last layer spikes is decoded by spike count (ties go to the
+lowest index).
 
 Everything here is numpy (plus torch for shape inference and the composed matrices), with
 no snntorch, Brian2 or Lava import.
@@ -61,7 +65,7 @@ __all__ = [
 
 OP_KINDS: tuple[str, ...] = ("linear", "conv2d", "avgpool2d", "flatten")
 WEIGHTED_OPS: tuple[str, ...] = ("linear", "conv2d")
-NEURON_KINDS: tuple[str, ...] = ("IF", "LIF")
+NEURON_KINDS: tuple[str, ...] = ("IF", "LIF", "CubaLIF")
 RESETS: tuple[str, ...] = ("subtract", "zero")
 
 
@@ -141,7 +145,8 @@ class Op:
 
 @dataclass
 class Neuron:
-    """Spiking neurons after a layer's ops: IF (beta = 1) or LIF (beta < 1), scalar threshold.
+    """Spiking neurons after a layer's ops: IF (beta = 1), LIF (beta < 1) or CubaLIF (a
+    current with decay ``alpha``), one threshold per layer.
 
     ``v_init``: initial membrane potential as a fraction of the threshold, in [0, 1).
     """
@@ -152,6 +157,7 @@ class Neuron:
     reset: str = "subtract"
     name: str = ""
     v_init: float = 0.0
+    alpha: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in NEURON_KINDS:
@@ -171,6 +177,13 @@ class Neuron:
         if self.kind == "IF" and self.beta != 1.0:
             raise ConversionError(f"neuron {self.name!r}: IF neurons have beta = 1 "
                                   f"(got {self.beta}); use kind='LIF' for a leak")
+        self.alpha = float(self.alpha)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConversionError(f"neuron {self.name!r}: alpha must be in [0, 1], got "
+                                  f"{self.alpha}")
+        if self.alpha and self.kind != "CubaLIF":
+            raise ConversionError(f"neuron {self.name!r}: a current decay alpha = "
+                                  f"{self.alpha} needs kind='CubaLIF'")
 
 
 @dataclass
@@ -182,6 +195,8 @@ class SNNLayer:
     neuron: Neuron | None = None
     #: normalisation factor: the ANN activation that maps to one spike per step (1 = none)
     scale: float = 1.0
+    #: read-out only: membrane decay per step (1 = no leak, the accumulated input)
+    leak: float = 1.0
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -243,6 +258,10 @@ class SNNModel:
                     f"layer {layer.name!r} has no neurons but is not the last layer; only the "
                     "read-out layer may be non-spiking"
                 )
+            if not 0.0 <= float(layer.leak) <= 1.0 or (layer.neuron is not None
+                                                       and layer.leak != 1.0):
+                raise ConversionError(f"layer {layer.name!r}: leak {layer.leak} (a read-out's "
+                                      "membrane decay, in [0, 1]; spiking layers use beta)")
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -266,10 +285,12 @@ class SNNModel:
         for layer in self.layers:
             ops = "+".join(op.kind for op in layer.ops)
             if layer.neuron is None:
-                neu = "read-out (accumulated membrane)"
+                neu = ("read-out (accumulated membrane)" if layer.leak == 1.0 else
+                       f"read-out (leaky membrane, leak={layer.leak:.4g})")
             else:
                 n = layer.neuron
                 neu = (f"{n.kind} theta={n.threshold:.4g} beta={n.beta:.4g} reset={n.reset}"
+                       + (f" alpha={n.alpha:.4g}" if n.alpha else "")
                        + (f" v_init={n.v_init:g}" if n.v_init else ""))
             rows.append(f"{layer.name:>8}: {ops:<28} -> {layer.out_shape}  {neu}")
         return "\n".join(rows)
@@ -292,13 +313,14 @@ def torch_ops(layer: SNNLayer, *, dtype: Any = None, device: Any = "cpu") -> Any
     nn = torch.nn
     dtype = dtype or torch.float32
     mods: list[Any] = []
-    for op in layer.ops:
+    for op in layer.ops:  # built in ``dtype``: float64 weights are not rounded to float32
         if op.kind == "linear":
-            m = nn.Linear(op.weight.shape[1], op.weight.shape[0])
+            m = nn.Linear(op.weight.shape[1], op.weight.shape[0], dtype=dtype)
         elif op.kind == "conv2d":
             m = nn.Conv2d(
                 op.weight.shape[1] * op.groups, op.weight.shape[0], op.weight.shape[2:],
                 stride=op.stride, padding=op.padding, dilation=op.dilation, groups=op.groups,
+                dtype=dtype,
             )
         elif op.kind == "avgpool2d":
             m = nn.AvgPool2d(op.kernel_size, stride=op.stride, padding=op.padding)
@@ -395,6 +417,20 @@ def layer_matrix(layer: SNNLayer) -> tuple[Any, np.ndarray]:
     mat.eliminate_zeros()
     layer._matrix_cache = (key, mat, bias)  # type: ignore[attr-defined]
     return mat, bias
+
+
+def op_matrices(layer: SNNLayer) -> list[Any]:
+    """The layer's ops as one sparse matrix each (flatten is none), in the order applied:
+    their product is :func:`layer_matrix` without the biases. A pool then a conv costs the
+    pool's and the conv's weights this way, instead of k^2 times the conv's."""
+    import scipy.sparse as sp
+
+    out = []
+    for op in layer.ops:
+        if op.kind != "flatten":
+            out.append(layer_matrix(SNNLayer(f"{layer.name}.{op.name}", [dataclasses.replace(
+                op, bias=None if op.weighted else op.bias)]))[0])
+    return out or [sp.identity(layer.n_in, format="csr")]
 
 
 def layer_fanout(layer: SNNLayer) -> np.ndarray:

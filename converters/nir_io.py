@@ -1,50 +1,62 @@
-"""NIR export/import of converted networks, and the learning-rule sidecar.
+"""NIR export/import of converted networks, and the learning rules that travel with them.
 
 Why NIR: it is the exchange format snntorch, Norse, Sinabs, Rockpool and Lava-dl read, so a
-network converted here runs elsewhere, and graphs exported elsewhere run on every target here.
+network converted here runs elsewhere, and graphs exported elsewhere run on every target here
+(:mod:`.nir_import` says how the equations are discretised and which dt is used).
 
 What NIR cannot say, and what we do about it (all written down in the file, nothing lost):
 
 * NIR 1.0's IF/LIF nodes reset *to* ``v_reset``; our converted neurons reset *by
   subtraction*. Each neuron node carries ``metadata = {"reset": "subtract", "beta": ...,
-  "neuron": "IF"|"LIF"}``; readers that ignore metadata see reset-to-zero neurons.
+  "neuron": "IF"|"LIF"|"CubaLIF"}``; readers that ignore metadata see reset-to-zero neurons.
 * IF layers are written as NIR ``LIF`` nodes with ``tau = 2**60 * dt`` (a leak below float64
   resolution: snntorch imports them with beta = 1.0 exactly), because snntorch 1.0's importer
   turns ``nir.IF`` into ``Leaky(beta=0.9)`` that returns a tuple and breaks the graph.
-* The read-out layer ends with an ``Affine`` node: the graph's output is the read-out current
-  per step, and the prediction is the argmax of its sum over time.
-
-* NIR has no initial state: the initial membrane ``v_init`` (fraction of the threshold) is in
-  the same metadata.
+  Current-based layers are ``CubaLIF`` nodes; every node follows snntorch's convention
+  (``tau = dt / (1 - decay)``, ``r = tau / dt``, ``w_in = tau_syn / dt``, dt = 1e-4).
+* The read-out layer ends with an ``Affine`` node (``LI`` for a leaky read-out): the graph's
+  output is the read-out current per step, and the prediction is the argmax of its sum.
+* NIR has no initial state: the initial membrane ``v_init`` is in the same metadata.
+* NIR has no plasticity node: the learning rules (node name -> rule) live in the group
+  :data:`RULES_GROUP` of the same HDF5 file, which NIR readers ignore (``nir.read`` reads only
+  ``/node``), so graph and rules are written -- and replaced -- together. ``<name>.rules.json``
+  beside it is a copy for people and other tools, bound to the graph file by its SHA-256;
+  reading refuses a sidecar whose hash does not match and ignores a stale one where the graph
+  carries its own rules.
 
 :mod:`neurolocal.hardware.snntorch.nir_import` reads a file with snntorch's own
-``import_from_nir`` and applies that metadata (reset by subtraction, delayed as in ``Leaky``'s
-default; the initial membrane), so a file written here runs natively in snntorch too.
-
-Import (:func:`from_nir`) follows NIR's semantics (reset to ``v_reset``, LIF discretised with
-snntorch's ``dt = 1e-4``: ``beta = 1 - dt / tau``, input scale ``r * dt / tau``) unless the
-node's metadata says otherwise. Files are written atomically (temporary file + ``os.replace``).
+``import_from_nir`` and applies that metadata, so a file written here runs natively in
+snntorch too. Files are written by :func:`neurolocal.fileio.atomic_write` (a recognisable
+temporary file, the user's umask, one rename).
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .model import ConversionError, Neuron, Op, SNNLayer, SNNModel, UnsupportedLayerError
+from neurolocal.fileio import atomic_write
+
+from .model import ConversionError, Neuron, Op, SNNModel
+from .nir_import import DT, SUPPORTED_NODES, NIRConventionWarning, from_nir, node_metadata
 
 __all__ = [
     "DT",
     "IF_TAU_STEPS",
+    "CONVENTIONS",
+    "RULES_GROUP",
     "SUPPORTED_NODES",
+    "NIRConventionWarning",
     "from_nir",
+    "node_metadata",
+    "read_graph",
     "read_nir",
     "read_rules",
     "rules_path",
@@ -52,13 +64,10 @@ __all__ = [
     "write_nir",
 ]
 
-DT = 1e-4  #: snntorch's NIR time step (export_nir.py / import_nir.py)
 IF_TAU_STEPS = 2.0**60  #: tau / dt of an IF neuron written as a NIR LIF node
 FORMAT = "neurolocal.snn/1"
-RULES_FORMAT = "neurolocal.rules/1"
-SUPPORTED_NODES: tuple[str, ...] = (
-    "Input", "Output", "Affine", "Linear", "Conv2d", "AvgPool2d", "Flatten", "IF", "LIF",
-)
+RULES_FORMAT = "neurolocal.rules/2"
+RULES_GROUP = "neurolocal_rules"  #: the HDF5 group (beside NIR's ``/node``) holding the rules
 
 
 def _nir():
@@ -89,28 +98,110 @@ def _op_node(op: Op) -> Any:
                        end_dim=op.end_dim)
 
 
+def _steps(decay: float) -> float:
+    """tau / dt of a per-step decay (snntorch's convention: decay = 1 - dt / tau)."""
+    return IF_TAU_STEPS if decay == 1.0 else 1.0 / (1.0 - decay)
+
+
 def _neuron_node(neuron: Neuron, shape: tuple[int, ...], layer: str, dt: float) -> Any:
     nir = _nir()
-    tau_steps = IF_TAU_STEPS if neuron.beta == 1.0 else 1.0 / (1.0 - neuron.beta)
+    tau_steps = _steps(neuron.beta)
     tau = np.full(shape, tau_steps * dt)
+    meta = {"reset": neuron.reset, "beta": float(neuron.beta), "neuron": neuron.kind,
+            "layer": layer, "v_init": float(neuron.v_init)}
+    if neuron.kind == "CubaLIF":
+        syn_steps = _steps(neuron.alpha) if neuron.alpha else 1.0
+        return nir.CubaLIF(
+            tau_syn=np.full(shape, syn_steps * dt), tau_mem=tau, r=np.full(shape, tau_steps),
+            v_leak=np.zeros(shape), v_threshold=np.full(shape, neuron.threshold, np.float64),
+            v_reset=np.zeros(shape), w_in=np.full(shape, syn_steps),
+            metadata={**meta, "alpha": float(neuron.alpha)})
     return nir.LIF(
         tau=tau,
         r=np.full(shape, tau_steps),  # r * dt / tau == 1: unit input scaling
         v_leak=np.zeros(shape),
         v_threshold=np.full(shape, neuron.threshold, dtype=np.float64),
         v_reset=np.zeros(shape),
-        metadata={"reset": neuron.reset, "beta": float(neuron.beta), "neuron": neuron.kind,
-                  "layer": layer, "v_init": float(neuron.v_init)},
+        metadata=meta,
     )
 
 
-def to_nir(model: SNNModel, *, dt: float = DT) -> Any:
+CONVENTIONS: tuple[str, ...] = ("snntorch", "norse")
+
+
+def _gain(layer: Any) -> float:
+    """A layer's Euler input scale with r = 1 (the Norse convention): (1 - beta) etc."""
+    n = layer.neuron
+    if n is None:
+        return 1.0 - layer.leak if layer.leak != 1.0 else 1.0
+    if n.kind == "CubaLIF":
+        if n.alpha == 1.0 or n.beta == 1.0:
+            raise ConversionError(f"layer {layer.name!r}: a CubaLIF without leak (alpha or "
+                                  "beta = 1) cannot be written with r = 1 (Norse's convention)")
+        return (1.0 - n.alpha) * (1.0 - n.beta)
+    return 1.0 if n.beta == 1.0 else 1.0 - n.beta
+
+
+def _norse_nodes(model: SNNModel, dt: float) -> dict[str, Any]:
+    """Neuron nodes in Norse's convention: r = w_in = 1, tau in seconds at ``dt``, IF as
+    ``nir.IF``; the input scales go into the weights (the same equations)."""
+    nir = _nir()
+    nodes: dict[str, Any] = {}
+    for layer in model.layers:
+        n, shape = layer.neuron, layer.out_shape
+        if n is not None and (n.reset != "zero" or n.v_init):
+            raise ConversionError(
+                f"layer {layer.name!r} resets by {n.reset} from v(0) = {n.v_init:g} theta: "
+                "Norse's importer resets to zero and starts from 0; convert with reset='zero' "
+                "and v_init=0 for a Norse file")
+        ones = np.ones(shape)
+        meta = {"layer": layer.name, "reset": "zero", "neuron": n.kind if n else "LI"}
+        if n is None:
+            if layer.leak != 1.0:
+                nodes[f"li_{layer.name}"] = nir.LI(tau=ones * dt / (1 - layer.leak), r=ones,
+                                                   v_leak=0 * ones, metadata=meta)
+        elif n.kind == "IF":
+            nodes[n.name] = nir.IF(r=ones, v_threshold=ones * n.threshold, metadata=meta)
+        elif n.kind == "LIF":
+            nodes[n.name] = nir.LIF(tau=ones * dt / (1 - n.beta), r=ones, v_leak=0 * ones,
+                                    v_threshold=ones * n.threshold, metadata=meta)
+        else:
+            nodes[n.name] = nir.CubaLIF(tau_syn=ones * dt / (1 - n.alpha),
+                                        tau_mem=ones * dt / (1 - n.beta), r=ones,
+                                        v_leak=0 * ones, v_threshold=ones * n.threshold,
+                                        w_in=ones, metadata=meta)
+    return nodes
+
+
+def _rescaled(model: SNNModel) -> SNNModel:
+    """A copy whose layers' weights and biases are divided by their input scale."""
+    out = model.copy()
+    for layer in out.layers:
+        g = _gain(layer)
+        weighted = layer.weighted_ops()
+        if g != 1.0 and weighted:
+            weighted[0].weight = np.asarray(weighted[0].weight / g, np.float64)
+            for op in weighted:
+                op.bias = np.asarray(op.bias / g, np.float64)
+    return out
+
+
+def to_nir(model: SNNModel, *, dt: float = DT, convention: str = "snntorch") -> Any:
     """The model as a ``nir.NIRGraph``: a chain Input -> ops -> LIF -> ... -> Output.
 
     Node names are the op and neuron names of the model (``fc1``, ``conv1``, ``lif1``...);
-    they are the keys of the learning-rule sidecar.
+    they are the keys of the learning rules. ``convention``: ``"snntorch"`` (``r = tau/dt``,
+    dt = 1e-4; what snntorch's importer asserts) or ``"norse"`` (``r = 1`` with the input
+    scale in the weights, tau in seconds at ``dt``, IF as ``nir.IF``; what Norse's
+    ``from_nir(..., dt=dt)`` reads -- it ignores r -- for networks that reset to zero).
     """
     nir = _nir()
+    if convention not in CONVENTIONS:
+        raise ConversionError(f"NIR convention {convention!r}: choose one of "
+                              f"{', '.join(CONVENTIONS)}")
+    norse = convention == "norse"
+    neurons = _norse_nodes(model, dt) if norse else {}
+    model = _rescaled(model) if norse else model
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(model.input_shape))}
     order = ["input"]
     for layer in model.layers:
@@ -121,23 +212,28 @@ def to_nir(model: SNNModel, *, dt: float = DT) -> Any:
             name = layer.neuron.name or f"lif_{layer.name}"
             if name in nodes:
                 raise ConversionError(f"duplicate NIR node name {name!r}")
-            nodes[name] = _neuron_node(layer.neuron, layer.out_shape, layer.name, dt)
+            nodes[name] = neurons.get(name) or _neuron_node(layer.neuron, layer.out_shape,
+                                                            layer.name, dt)
             order.append(name)
+        elif layer.leak != 1.0:  # a leaky read-out: NIR's LI
+            steps, shape = _steps(layer.leak), layer.out_shape
+            nodes[f"li_{layer.name}"] = neurons.get(f"li_{layer.name}") or nir.LI(
+                tau=np.full(shape, steps * dt), r=np.full(shape, steps),
+                v_leak=np.zeros(shape), metadata={"leak": float(layer.leak)})
+            order.append(f"li_{layer.name}")
     nodes["output"] = nir.Output(output_type=np.array(model.output_shape))
     order.append("output")
-    edges = list(zip(order[:-1], order[1:]))
     meta = {
-        "format": FORMAT,
-        "readout": model.readout,
-        "dt": dt,
+        "format": FORMAT, "readout": model.readout, "dt": dt, "convention": convention,
         "layers": [{"name": layer.name, "scale": layer.scale,
                     "ops": [op.name for op in layer.ops],
-                    "neuron": layer.neuron.name if layer.neuron else None}
+                    "neuron": layer.neuron.name if layer.neuron else
+                    (f"li_{layer.name}" if layer.leak != 1.0 else None)}
                    for layer in model.layers],
         "model": _jsonable(model.metadata),
     }
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"neurolocal": json.dumps(meta)},
-                        type_check=True)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])),
+                        metadata={"neurolocal": json.dumps(meta)}, type_check=True)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -158,19 +254,6 @@ def rules_path(path: str | os.PathLike[str]) -> Path:
     """The sidecar next to a graph: ``snn.h5`` -> ``snn.rules.json``."""
     p = Path(path)
     return p.with_name(p.stem + ".rules.json") if p.suffix else p.with_name(p.name + ".rules.json")
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _synaptic_nodes(graph: Any) -> list[str]:
@@ -205,42 +288,60 @@ def _normalise_rules(rules: Mapping[str, Any] | str, graph: Any) -> dict[str, An
     return out
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_nir(
     model_or_graph: SNNModel | Any,
     path: str | os.PathLike[str],
     *,
     rules: Mapping[str, Any] | str | None = None,
     dt: float = DT,
+    convention: str = "snntorch",
 ) -> Path:
-    """Write the graph to ``path`` (HDF5, via ``nir.write``) atomically; return the path.
+    """Write the graph and its learning rules to ``path`` (HDF5) atomically; return the path.
 
-    ``rules`` (node name -> rule description, or one string for every synaptic node) go to
-    the sidecar ``<name>.rules.json`` beside the graph. Writing without rules removes a stale
-    sidecar, so a graph and its sidecar always belong together.
+    ``rules`` (node name -> rule description, or one string for every synaptic node) go into
+    the file's :data:`RULES_GROUP` (an empty one without rules) and are copied to the sidecar
+    ``<name>.rules.json``, which records the file's SHA-256; writing without rules removes a
+    stale sidecar. ``dt``/``convention``: see :func:`to_nir`.
     """
-    nir = _nir()
-    graph = to_nir(model_or_graph, dt=dt) if isinstance(model_or_graph, SNNModel) \
-        else model_or_graph
-    path = Path(path)
-    side = rules_path(path)
-    payload = None
-    if rules is not None:
-        payload = {
-            "format": RULES_FORMAT,
-            "graph": path.name,
-            "note": "learning rules keyed by NIR node names (NIR has no plasticity node)",
-            "rules": _normalise_rules(rules, graph),
-        }
-    _atomic_write(path, lambda tmp: nir.write(tmp, graph))
-    if payload is not None:
-        def dump(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=2, sort_keys=True)
-                fh.write("\n")
+    import h5py
 
-        _atomic_write(side, dump)
-    elif side.exists():
-        side.unlink()
+    nir = _nir()
+    graph = (to_nir(model_or_graph, dt=dt, convention=convention)
+             if isinstance(model_or_graph, SNNModel) else model_or_graph)
+    path = Path(path)
+    normalised = None if rules is None else _normalise_rules(rules, graph)
+    payload = {"format": RULES_FORMAT, "rules": normalised,
+               "note": "learning rules keyed by NIR node names (NIR has no plasticity node)"}
+
+    def write(tmp: str) -> None:
+        nir.write(tmp, graph)
+        with h5py.File(tmp, "a") as fh:
+            fh.create_group(RULES_GROUP).attrs["json"] = json.dumps(payload, sort_keys=True)
+
+    atomic_write(path, write)
+    side = rules_path(path)
+    if normalised is None:
+        if side.exists():
+            side.unlink()
+        return path
+    copy = {**payload, "graph": path.name, "graph_sha256": _sha256(path),
+            "note": f"a copy of the '{RULES_GROUP}' group inside {path.name}, which is what "
+                    "neurolocal reads; graph_sha256 binds it to that file"}
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(copy, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+
+    atomic_write(side, dump)
     return path
 
 
@@ -249,10 +350,11 @@ def write_nir(
 # --------------------------------------------------------------------------------------------
 
 
-def read_graph(path: Path) -> Any:
+def _graph_dict(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The raw ``/node`` tree and the embedded rules payload (None: no rules group)."""
     import h5py
+    from nir.serialization import hdf2dict
 
-    nir = _nir()
     if not path.is_file():
         raise ConversionError(f"NIR file {str(path)!r} does not exist")
     try:
@@ -260,278 +362,120 @@ def read_graph(path: Path) -> Any:
             if "node" not in fh:
                 raise ConversionError(
                     f"{str(path)!r} is an HDF5 file but not a NIR graph (no 'node' group); "
-                    "is it a neurolocal checkpoint?"
-                )
-    except OSError as exc:
-        raise ConversionError(
-            f"cannot read {str(path)!r}: not an HDF5 file or corrupt ({exc}); "
-            "re-export the graph with nir.write"
-        ) from None
-    try:
-        return nir.read(path, type_check=False)
+                    "is it a neurolocal checkpoint?")
+            data = hdf2dict(fh["node"])
+            embedded = None
+            if RULES_GROUP in fh:
+                embedded = json.loads(fh[RULES_GROUP].attrs["json"])
     except ConversionError:
         raise
-    except Exception as exc:  # noqa: BLE001 - nir raises many kinds on malformed content
+    except (OSError, KeyError, ValueError) as exc:
         raise ConversionError(
-            f"{str(path)!r} holds a malformed NIR graph ({type(exc).__name__}: {exc})"
-        ) from None
+            f"cannot read {str(path)!r}: not an HDF5 file, or truncated or corrupt ({exc}); "
+            "re-export the graph") from None
+    return data, embedded
 
 
-def read_rules(path: str | os.PathLike[str], graph: Any = None) -> dict[str, Any] | None:
-    """The sidecar rules of the graph at ``path`` (None when there is no sidecar)."""
+def _build_graph(data: dict[str, Any], path: Path) -> Any:
+    """A NIRGraph from the raw tree, each node built alone so a bad one is named."""
+    nir = _nir()
+    if not isinstance(data, dict) or data.get("type") != "NIRGraph" or "nodes" not in data:
+        raise ConversionError(f"{str(path)!r} holds a malformed NIR graph (its root is not a "
+                              "NIRGraph with nodes)")
+    nodes = {}
+    for name, nd in data["nodes"].items():
+        kind = nd.get("type", "?") if isinstance(nd, dict) else "?"
+        try:
+            nodes[name] = nir.dict2NIRNode(dict(nd))
+        except Exception as exc:  # noqa: BLE001 - nir raises many kinds on malformed content
+            raise ConversionError(
+                f"{str(path)!r}: NIR node {name!r} ({kind}) is malformed or unknown to nir "
+                f"{getattr(nir, '__version__', '')} ({type(exc).__name__}: {exc})") from None
+    try:
+        edges = [tuple(e.decode() if isinstance(e, bytes) else str(e) for e in edge)
+                 for edge in np.asarray(data.get("edges", []), dtype=object).reshape(-1, 2)]
+    except ValueError as exc:
+        raise ConversionError(f"{str(path)!r}: the NIR edge list is malformed ({exc})") from None
+    meta = {k: v for k, v in (data.get("metadata") or {}).items()}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+def read_graph(path: str | os.PathLike[str]) -> Any:
+    """The ``nir.NIRGraph`` in ``path``; every kind of bad file is a ConversionError."""
+    path = Path(path)
+    data, _ = _graph_dict(path)
+    return _build_graph(data, path)
+
+
+def _sidecar(path: Path) -> dict[str, Any] | None:
     side = rules_path(path)
     if not side.exists():
         return None
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
-        rules = data["rules"]
-        if data.get("format") != RULES_FORMAT or not isinstance(rules, dict):
+        if not isinstance(data.get("rules"), dict):
+            raise ValueError("no 'rules' object")
+        if data.get("format") not in (RULES_FORMAT, "neurolocal.rules/1"):
             raise ValueError(f"format {data.get('format')!r}, expected {RULES_FORMAT!r}")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, AttributeError, TypeError) as exc:
         raise ConversionError(f"learning-rule sidecar {str(side)!r} is corrupt ({exc}); "
                               "rewrite it with write_nir(..., rules=...)") from None
+    return data
+
+
+def read_rules(path: str | os.PathLike[str], graph: Any = None, *,
+               notes: list[str] | None = None) -> dict[str, Any] | None:
+    """The learning rules of the graph at ``path`` (None when it has none).
+
+    The file's own :data:`RULES_GROUP` wins; a sidecar is used for files without one (other
+    tools' graphs) only when its ``graph_sha256`` matches the file. ``notes`` collects what
+    was ignored and why.
+    """
+    path = Path(path)
+    notes = [] if notes is None else notes
+    _, embedded = _graph_dict(path)
+    side = _sidecar(path)
+    digest = _sha256(path) if side is not None else None
+    stale = side is not None and side.get("graph_sha256") not in (None, digest)
+    if embedded is not None:
+        if stale:
+            notes.append(f"warning: ignored {rules_path(path).name}: it belongs to an earlier "
+                         f"version of {path.name} (content hash differs); the graph's own "
+                         "rules are used")
+            warnings.warn(notes[-1][9:], UserWarning, stacklevel=2)
+        return embedded.get("rules")
+    if side is None:
+        return None
+    if stale:
+        raise ConversionError(
+            f"learning-rule sidecar {str(rules_path(path))!r} belongs to another version of "
+            f"{path.name} (its graph_sha256 does not match the file): the graph was rewritten "
+            "after it. Rewrite both with write_nir(..., rules=...) or delete the sidecar")
+    rules = side["rules"]
+    if "graph_sha256" not in side:
+        notes.append(f"warning: {rules_path(path).name} records no hash of the graph (an old "
+                     "sidecar): it cannot be checked against it")
     if graph is not None:
         unknown = sorted(set(rules) - set(graph.nodes))
         if unknown:
             raise ConversionError(
-                f"sidecar {str(side)!r} names nodes {unknown} that the graph does not have "
-                "(a stale sidecar?)"
-            )
+                f"sidecar {str(rules_path(path))!r} names nodes {unknown} that the graph does "
+                "not have (a stale sidecar?)")
     return rules
 
 
-def read_nir(path: str | os.PathLike[str], **kw: Any) -> SNNModel:
-    """Read a NIR file into an SNNModel; sidecar rules land in ``model.metadata["rules"]``."""
+def read_nir(path: str | os.PathLike[str], *, dt: float | None = None,
+             input_shape: tuple[int, ...] | None = None, reset: str | None = None
+             ) -> SNNModel:
+    """Read a NIR file into an SNNModel (:func:`.nir_import.from_nir`); its learning rules
+    land in ``model.metadata["rules"]``, notes on dt and rules in
+    ``model.metadata["nir"]["notes"]``."""
     path = Path(path)
     graph = read_graph(path)
-    model = from_nir(graph, **kw)
-    rules = read_rules(path, graph)
+    model = from_nir(graph, dt=dt, input_shape=input_shape, reset=reset)
+    notes = model.metadata["nir"]["notes"]
+    rules = read_rules(path, graph, notes=notes)
     if rules is not None:
         model.metadata["rules"] = rules
     model.metadata.setdefault("source", path.name)
     return model
-
-
-def _uniform(arr: Any, what: str, node: str) -> float:
-    a = np.asarray(arr, dtype=np.float64).reshape(-1)
-    if a.size == 0:
-        raise ConversionError(f"NIR node {node!r}: {what} is empty")
-    if not np.allclose(a, a[0], rtol=1e-9, atol=0):
-        raise ConversionError(
-            f"NIR node {node!r}: {what} differs between neurons (min {a.min()}, max {a.max()}); "
-            "only one value per layer is supported"
-        )
-    return float(a[0])
-
-
-def node_metadata(node: Any) -> dict[str, Any]:
-    meta = getattr(node, "metadata", None) or {}
-    out = {}
-    for k, v in meta.items():
-        if isinstance(v, bytes):
-            v = v.decode()
-        elif isinstance(v, np.ndarray) and v.shape == ():
-            v = v.item()
-        elif isinstance(v, np.generic):
-            v = v.item()
-        out[k] = v
-    return out
-
-
-def _chain(graph: Any) -> list[str]:
-    nir = _nir()
-    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
-    if len(inputs) != 1:
-        raise ConversionError(f"the NIR graph has {len(inputs)} Input nodes; exactly one "
-                              "(a feed-forward chain) is supported")
-    succ: dict[str, list[str]] = {}
-    pred: dict[str, list[str]] = {}
-    for a, b in graph.edges:
-        succ.setdefault(a, []).append(b)
-        pred.setdefault(b, []).append(a)
-    order = [inputs[0]]
-    seen = {inputs[0]}
-    while True:
-        cur = order[-1]
-        nxt = succ.get(cur, [])
-        if isinstance(graph.nodes[cur], nir.Output):
-            break
-        if len(nxt) != 1:
-            raise ConversionError(
-                f"NIR node {cur!r} has {len(nxt)} successors; only feed-forward chains "
-                "(no branches, merges or recurrence) are supported"
-            )
-        n = nxt[0]
-        if n in seen or len(pred.get(n, [])) != 1:
-            raise ConversionError(
-                f"NIR node {n!r} has several inputs or closes a loop; only feed-forward chains "
-                "are supported (recurrent subgraphs are not)"
-            )
-        order.append(n)
-        seen.add(n)
-    extra = sorted(set(graph.nodes) - seen)
-    if extra:
-        raise ConversionError(f"NIR nodes {extra} are not on the input->output chain")
-    return order
-
-
-def _same_padding(pad: Any, kernel: tuple[int, int], dilation: tuple[int, int], node: str) -> Any:
-    if isinstance(pad, bytes):
-        pad = pad.decode()
-    if isinstance(pad, np.ndarray) and pad.dtype.kind in "SUO":
-        pad = str(pad.astype(str).reshape(-1)[0])
-    if isinstance(pad, str):
-        if pad == "valid":
-            return (0, 0)
-        if pad == "same":
-            if any((d * (k - 1)) % 2 for d, k in zip(dilation, kernel)):
-                raise ConversionError(f"NIR node {node!r}: padding 'same' with an even kernel")
-            return tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
-        raise ConversionError(f"NIR node {node!r}: unknown padding {pad!r}")
-    return pad
-
-
-def _out_shape(op_kind: str, shape: tuple[int, ...], **kw: Any) -> tuple[int, ...]:
-    import torch
-
-    from .model import torch_ops
-
-    layer = SNNLayer("tmp", [Op(op_kind, "tmp", shape, shape, **kw)])
-    with torch.no_grad():
-        y = torch_ops(layer)(torch.zeros((1, *shape)))
-    return tuple(y.shape[1:])
-
-
-def _scale_layer(ops: list[Op], factor: float, node: str) -> None:
-    """Multiply a layer's output by ``factor`` (NIR input scaling r*dt/tau folded in)."""
-    weighted = [op for op in ops if op.weighted]
-    if not weighted:
-        raise ConversionError(f"NIR node {node!r} scales its input by {factor}, but no "
-                              "weighted node precedes it to fold that into")
-    weighted[0].weight = np.asarray(weighted[0].weight * factor, weighted[0].weight.dtype)
-    for op in weighted:
-        op.bias = np.asarray(op.bias * factor, op.bias.dtype)
-
-
-def from_nir(
-    graph: Any,
-    *,
-    dt: float = DT,
-    input_shape: tuple[int, ...] | None = None,
-    reset: str | None = None,
-) -> SNNModel:
-    """Turn a NIR graph (a feed-forward chain) into an SNNModel.
-
-    ``reset`` forces the reset of every neuron (``"subtract"`` for graphs from tools that
-    reset by subtraction but do not say so); by default it is the node's ``metadata["reset"]``
-    or NIR's own semantics, reset to zero. Unsupported nodes raise an error naming the node
-    and :data:`SUPPORTED_NODES`.
-    """
-    nir = _nir()
-    if isinstance(graph, (str, os.PathLike)):
-        return read_nir(graph, dt=dt, input_shape=input_shape, reset=reset)
-    if not isinstance(graph, nir.NIRGraph):
-        raise ConversionError(f"expected a nir.NIRGraph or a path, got {type(graph).__name__}")
-    supported = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d,
-                 nir.Flatten, nir.IF, nir.LIF)
-    for name, node in graph.nodes.items():
-        if not isinstance(node, supported):
-            hint = ("recurrent subgraphs are not supported" if isinstance(node, nir.NIRGraph)
-                    else "")
-            raise UnsupportedLayerError("NIR node", name, type(node).__name__, SUPPORTED_NODES,
-                                        hint)
-    gmeta = node_metadata(graph)
-    info: dict[str, Any] = {}
-    if "neurolocal" in gmeta:
-        with contextlib.suppress(ValueError, TypeError):
-            info = json.loads(gmeta["neurolocal"])
-    layer_info = {li.get("neuron") or "__readout": li for li in info.get("layers", [])}
-    order = _chain(graph)
-    first = graph.nodes[order[0]]
-    shape_arr = first.input_type.get("input") if first.input_type else None
-    if input_shape is None:
-        if shape_arr is None or np.asarray(shape_arr).size == 0:
-            raise ConversionError("the NIR Input node has no shape; pass input_shape=(...)")
-        input_shape = tuple(int(s) for s in np.asarray(shape_arr).reshape(-1))
-    shape = tuple(int(s) for s in input_shape)
-    layers: list[SNNLayer] = []
-    ops: list[Op] = []
-    for name in order[1:]:
-        node = graph.nodes[name]
-        if isinstance(node, nir.Output):
-            break
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            w = np.asarray(node.weight)
-            if w.ndim != 2:
-                raise ConversionError(f"NIR node {name!r}: weight of shape {w.shape} is not 2-D")
-            if len(shape) != 1 or w.shape[1] != shape[0]:
-                raise ConversionError(
-                    f"NIR node {name!r}: {type(node).__name__} expects {w.shape[1]} inputs but "
-                    f"gets shape {shape}" + (" (add a Flatten node)" if len(shape) > 1 else "")
-                )
-            bias = np.asarray(node.bias) if isinstance(node, nir.Affine) else None
-            ops.append(Op("linear", name, shape, (w.shape[0],), weight=w, bias=bias))
-        elif isinstance(node, nir.Conv2d):
-            w = np.asarray(node.weight)
-            if len(shape) != 3:
-                raise ConversionError(f"NIR node {name!r}: Conv2d needs (C, H, W) input, "
-                                      f"gets {shape}")
-            kw = dict(weight=w, bias=np.asarray(node.bias), stride=node.stride,
-                      dilation=node.dilation, groups=int(np.asarray(node.groups)))
-            dil = tuple(np.broadcast_to(np.asarray(node.dilation), (2,)).astype(int))
-            kw["padding"] = _same_padding(node.padding, tuple(w.shape[2:]), dil, name)
-            ops.append(Op("conv2d", name, shape, _out_shape("conv2d", shape, **kw), **kw))
-        elif isinstance(node, nir.AvgPool2d):
-            kw = dict(kernel_size=node.kernel_size, stride=node.stride, padding=node.padding)
-            ops.append(Op("avgpool2d", name, shape, _out_shape("avgpool2d", shape, **kw), **kw))
-        elif isinstance(node, nir.Flatten):
-            kw = dict(start_dim=int(node.start_dim), end_dim=int(node.end_dim))
-            ops.append(Op("flatten", name, shape, _out_shape("flatten", shape, **kw), **kw))
-        else:  # IF / LIF
-            meta = node_metadata(node)
-            n_neurons = int(np.prod(shape))
-            if np.asarray(node.v_threshold).size not in (1, n_neurons):
-                raise ConversionError(
-                    f"NIR node {name!r}: {np.asarray(node.v_threshold).size} neurons after a "
-                    f"layer of {n_neurons} outputs"
-                )
-            if not ops:
-                raise ConversionError(f"NIR neuron node {name!r} follows no synaptic node")
-            thr = _uniform(node.v_threshold, "v_threshold", name)
-            if isinstance(node, nir.LIF):
-                if not np.allclose(np.asarray(node.v_leak, dtype=np.float64), 0.0):
-                    raise ConversionError(f"NIR node {name!r}: v_leak != 0 is not supported")
-                tau = _uniform(node.tau, "tau", name)
-                beta = float(meta["beta"]) if "beta" in meta else 1.0 - dt / tau
-                scale = _uniform(node.r, "r", name) * dt / tau
-            else:
-                beta = 1.0
-                scale = _uniform(node.r, "r", name)
-            if not np.isclose(scale, 1.0, rtol=1e-9, atol=0):
-                _scale_layer(ops, scale, name)
-            mode = reset or meta.get("reset")
-            if mode is None:
-                v_reset = _uniform(node.v_reset, "v_reset", name)
-                if v_reset != 0.0:
-                    raise ConversionError(f"NIR node {name!r}: v_reset={v_reset} (only 0)")
-                mode = "zero"
-            kind = str(meta.get("neuron", "IF" if beta == 1.0 else "LIF"))
-            li = layer_info.get(name, {})
-            idx = len(layers) + 1
-            layers.append(SNNLayer(
-                li.get("name", f"layer{idx}"), ops,
-                Neuron(kind, thr, beta, mode, name=name, v_init=float(meta.get("v_init", 0.0))),
-                scale=float(li.get("scale", 1.0)),
-            ))
-            ops = []
-            continue
-        shape = ops[-1].out_shape
-    if ops:
-        li = layer_info.get("__readout", {})
-        layers.append(SNNLayer(li.get("name", f"layer{len(layers) + 1}"), ops, None,
-                               scale=float(li.get("scale", 1.0))))
-    if not layers:
-        raise ConversionError("the NIR graph has no synaptic or neuron nodes")
-    meta_model = dict(info.get("model", {}))
-    meta_model["nir"] = {"dt": dt, "format": info.get("format", "foreign")}
-    return SNNModel(tuple(int(s) for s in input_shape), layers, meta_model)

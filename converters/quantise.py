@@ -13,7 +13,8 @@ The mapping of layer ``l`` (composed float matrix ``M``, bias ``b``, threshold `
     e        = weight_exp               a_in = (sum_j w_ij s_j) * 2**e   (a floor shift if e < 0)
     vth      = round(theta * S * c * 2**e)      threshold, c = 255 for an 8-bit graded input
     bias     = round(b * S * c * 2**e * 64)     = bias_mant * 2**bias_exp   (v is a_in << 6)
-    dv       = round((1 - beta) * 4096)         voltage decay, du = 4095 (u = a_in exactly)
+    dv       = round((1 - beta) * 4096)         voltage decay
+    du       = 4095 - round(alpha * 4096)      current decay: 4095 (u = a_in exactly) for IF/LIF
     v0       = round(v_init * vth * 64)         initial membrane, set at every window start
 
 ``e`` is chosen so that ``vth`` lands in (vth_target / 2, vth_target] (default 2**12): large
@@ -49,8 +50,10 @@ from .model import (
 __all__ = [
     "QuantLayer",
     "QuantModel",
+    "check_current_bias",
     "dequantise",
     "graded_input",
+    "input_current",
     "quantise",
     "simulate_fixed",
     "sweep_fixed",
@@ -86,6 +89,7 @@ class QuantLayer:
     scale: float  # S * c * 2**e: float units -> a_in units
     num_message_bits: int  # 0: binary spikes in; INPUT_BITS: graded input current
     v0: int = 0  # initial membrane in v units (v_init * vth << 6)
+    leak: float = 1.0  # read-out: membrane decay per step, applied on the host
     errors: dict[str, float] = field(default_factory=dict)
     _matrix: np.ndarray | None = field(default=None, repr=False)
 
@@ -116,6 +120,31 @@ class QuantLayer:
             mat = np.concatenate(cols, axis=1)
             self._matrix = np.rint(mat).astype(np.int32)
         return self._matrix
+
+    def factors(self) -> list[Any]:
+        """The integer map as one sparse matrix per program step (sum-pool, conv, linear;
+        flatten is no matrix), in the order applied; their product is :meth:`matrix`
+        exactly (checked). Why: a pool followed by a conv composes into a matrix with k^2
+        times the conv's weights; applied as factors the same integers cost far less."""
+        import scipy.sparse as sp
+        import torch
+
+        out, shape = [], self.in_shape
+        for step in self.program:
+            probe = _run_program([step], torch.zeros((1, *shape), dtype=torch.float64), None)
+            nxt = tuple(probe.shape[1:])
+            if step[0] != "flatten":
+                n_in = int(np.prod(shape))
+                eye = torch.eye(n_in, dtype=torch.float64).reshape((n_in, *shape))
+                m = _run_program([step], eye, None).reshape(n_in, -1).numpy().T
+                out.append(sp.csr_matrix(np.rint(m).astype(np.int32)))
+            shape = nxt
+        prod = out[0]
+        for f in out[1:]:
+            prod = f @ prod
+        if (prod != sp.csr_matrix(self.matrix())).nnz:
+            return [sp.csr_matrix(self.matrix())]
+        return out
 
 
 @dataclass
@@ -186,8 +215,10 @@ def _float_program(layer: SNNLayer) -> list[tuple[Any, ...]] | None:
     return prog
 
 
-def _run_program(program: list[tuple[Any, ...]], x: Any, out_shape: tuple[int, ...]) -> Any:
-    """Apply an integer program to a float64 batch (exact for integer data)."""
+def _run_program(program: list[tuple[Any, ...]], x: Any, out_shape: tuple[int, ...] | None
+                 ) -> Any:
+    """Apply an integer program to a float64 batch (exact for integer data); ``out_shape``
+    None keeps the last step's own shape."""
     import torch
     import torch.nn.functional as F
 
@@ -208,13 +239,136 @@ def _run_program(program: list[tuple[Any, ...]], x: Any, out_shape: tuple[int, .
             w = torch.as_tensor(step[1], dtype=h.dtype, device=h.device)
             h = F.conv2d(h, w, stride=step[2], padding=step[3], dilation=step[4],
                          groups=step[5])
-    return h.reshape((h.shape[0], *out_shape))
+    return h if out_shape is None else h.reshape((h.shape[0], *out_shape))
 
 
 def _choose_exp(a: float, target: float, lo: int, hi: int) -> int:
     if a <= 0 or not math.isfinite(a):
         return 0
     return int(min(hi, max(lo, math.floor(math.log2(target / a)))))
+
+
+def _weight_range(mode: str) -> tuple[int, int, int]:
+    """(lo, hi, k_max) of a sign mode's integer weights; ``k_max`` maps to ``max|M|``."""
+    wf = _profile().weights
+    if mode == "mixed":
+        step = 2 ** wf.mixed_sign_dropped_lsbs
+        hi = (wf.range_mixed[1] // step) * step
+        return -hi, hi, hi
+    if mode == "excitatory":
+        lo, hi = wf.range_excitatory
+        return lo, hi, hi
+    lo, hi = wf.range_inhibitory
+    return lo, hi, -lo
+
+
+def _fixed_bias(bias: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron ``(mantissa, exponent)`` of a bias in v units (``a_in << 6``)."""
+    lif = _profile().lif
+    b_lo, b_hi = lif.bias_mant_range
+    be_hi = lif.bias_exp_range[1]
+    b_v = bias * scale * 2.0**lif.activation_shift
+    b_exp = np.zeros(len(b_v), np.int64)
+    mag = np.abs(np.rint(b_v))
+    while True:
+        over = (mag / 2.0**b_exp > max(b_hi, -b_lo)) & (b_exp < be_hi)
+        if not over.any():
+            break
+        b_exp[over] += 1
+    b_mant = np.clip(np.rint(b_v / 2.0**b_exp), b_lo, b_hi)
+    return b_mant.astype(np.int32), b_exp.astype(np.int32)
+
+
+def _layer_errors(q: QuantLayer, layer: SNNLayer, dense: np.ndarray, bias: np.ndarray,
+                  s_w: float, c: float) -> dict[str, float]:
+    """The error report of one layer, in float units of the original layer."""
+    lif = _profile().lif
+    w_int = q.matrix()
+    amax = float(np.abs(dense).max()) if dense.size else 0.0
+    theta = layer.neuron.threshold if layer.neuron is not None else 1.0
+    w_back = w_int / s_w
+    nz = dense != 0
+    err = {
+        "weight_rel_rms": float(np.linalg.norm(w_back - dense) / max(np.linalg.norm(dense),
+                                                                      1e-300)),
+        "weight_max_abs_rel": float(np.abs(w_back - dense).max() / max(amax, 1e-300)),
+        "weights_zeroed": float(np.mean(w_int[nz] == 0)) if nz.any() else 0.0,
+        "bias_max_abs_rel": float(np.abs(q.bias_eff / (q.scale * 2.0**lif.activation_shift)
+                                         - bias).max() / theta) if layer.n_out else 0.0,
+        "weight_scale": float(s_w),
+    }
+    if layer.neuron is not None:
+        err["threshold_rel"] = abs(q.vth / q.scale / theta - 1.0)
+        beta_q = 1.0 - q.dv / 2**lif.decay_bits
+        err["beta_abs"] = abs(beta_q - layer.neuron.beta)
+        err["alpha_abs"] = abs((2**lif.decay_bits - 1 - q.du) / 2**lif.decay_bits
+                               - layer.neuron.alpha)
+        err["v_init_abs"] = abs(q.v0 / (q.vth * 2.0**lif.vth_shift) - layer.neuron.v_init)
+    # worst case per-step input if every pre-synaptic neuron fired (and inputs at 255)
+    err["a_in_worst"] = float(np.abs(w_int).sum(axis=1).max(initial=0) * c * 2.0**q.weight_exp)
+    return err
+
+
+def _quantise_layer(layer: SNNLayer, graded: bool, vth_target: int) -> QuantLayer:
+    """One layer in Loihi 2's formats (see the module docstring for the mapping)."""
+    prof = _profile()
+    lif = prof.lif
+    e_lo, e_hi = prof.weights.weight_exp_range or (-8, 7)
+    mat, bias = layer_matrix(layer)
+    dense = mat.toarray()
+    amax = float(np.abs(dense).max()) if dense.size else 0.0
+    mode = _sign_mode(amax, float(dense.min(initial=0.0)), float(dense.max(initial=0.0)))
+    lo, hi, k_max = _weight_range(mode)
+    s_w = k_max / amax if amax > 0 else 1.0
+    c = float(2**INPUT_BITS - 1) if graded else 1.0
+    theta = layer.neuron.threshold if layer.neuron is not None else 1.0
+    # the read-out is summed on the host: no threshold to resolve, keep a_in small
+    e = (_choose_exp(theta * s_w * c, vth_target, e_lo, e_hi) if layer.neuron is not None
+         else min(0, _choose_exp(s_w * c, vth_target, e_lo, e_hi)))
+    vth = int(round(theta * s_w * c * 2.0**e)) if layer.neuron is not None else None
+    if vth is not None and not 1 <= vth <= lif.vth_range[1]:
+        raise ConversionError(
+            f"layer {layer.name!r}: threshold {vth} does not fit Loihi's {lif.vth_range[1]} "
+            f"even with weight_exp={e}; the weights span too wide a range")
+    # integer program: the op chain when it maps one-to-one, else the composed matrix
+    prog = _float_program(layer)
+    if prog is not None:
+        prog = [(s[0], loadable_weights(s[1] * s_w, mode), *s[2:])
+                if s[0] in ("linear", "conv2d") else s for s in prog]
+    q = QuantLayer(
+        name=layer.name, in_shape=layer.in_shape, out_shape=layer.out_shape,
+        program=prog or [("linear", loadable_weights(dense * s_w, mode))],
+        weight_exp=e, bias_mant=np.zeros(layer.n_out, np.int32),
+        bias_exp=np.zeros(layer.n_out, np.int32), vth=vth, dv=0,
+        du=2**lif.decay_bits - 1, reset=layer.neuron.reset if layer.neuron else "subtract",
+        sign_mode=mode, scale=s_w * c * 2.0**e, num_message_bits=INPUT_BITS if graded else 0,
+    )
+    w_int = q.matrix()
+    if prog is not None and (w_int.max(initial=0) > hi or w_int.min(initial=0) < lo):
+        # overlapping pools summed several weights: quantise the composed matrix instead
+        q.program = [("linear", loadable_weights(dense * s_w, mode))]
+        q._matrix = None
+    q.bias_mant, q.bias_exp = _fixed_bias(bias, q.scale)
+    unity = 2**lif.decay_bits
+    if layer.neuron is not None:
+        q.dv = int(np.clip(round((1.0 - layer.neuron.beta) * unity), 0, unity - 1))
+        q.du = int(np.clip(unity - 1 - round(layer.neuron.alpha * unity), 0, unity - 1))
+        q.v0 = int(round(layer.neuron.v_init * vth * 2.0**lif.vth_shift))
+    q.leak = float(layer.leak)
+    q.errors = _layer_errors(q, layer, dense, bias, s_w, c)
+    return q
+
+
+def check_current_bias(layer: SNNLayer) -> None:
+    """A current-based layer's bias is filtered through its current (NIR's CubaLIF);
+    Loihi's LIF adds biases to v: the two agree only without biases."""
+    if layer.neuron is not None and layer.neuron.alpha:
+        bias = layer_matrix(layer)[1]
+        if np.any(bias != 0):
+            raise ConversionError(
+                f"layer {layer.name!r} is current-based (CubaLIF, alpha={layer.neuron.alpha:g})"
+                " with a bias: Lava's LIF adds biases to v, not to the filtered current, so it "
+                "cannot run this layer; use a network without biases in CubaLIF layers")
 
 
 def quantise(
@@ -231,101 +385,12 @@ def quantise(
     """
     if input not in ("current", "poisson"):
         raise ConversionError(f"input {input!r}: choose 'current' or 'poisson'")
-    prof = _profile()
-    wf, lif = prof.weights, prof.lif
-    e_lo, e_hi = wf.weight_exp_range or (-8, 7)
-    vth_max = lif.vth_range[1]
-    b_lo, b_hi = lif.bias_mant_range
-    be_lo, be_hi = lif.bias_exp_range
-    v_shift = lif.activation_shift  # a_in << 6 into u, threshold << vth_shift
-    layers: list[QuantLayer] = []
-    for idx, layer in enumerate(model.layers):
-        mat, bias = layer_matrix(layer)
-        dense = mat.toarray()
-        amax = float(np.abs(dense).max()) if dense.size else 0.0
-        mode = _sign_mode(amax, float(dense.min(initial=0.0)), float(dense.max(initial=0.0)))
-        if mode == "mixed":
-            step = 2 ** wf.mixed_sign_dropped_lsbs
-            hi = (wf.range_mixed[1] // step) * step
-            lo, k_max = -hi, hi
-        elif mode == "excitatory":
-            lo, hi = wf.range_excitatory
-            k_max = hi
-        else:
-            lo, hi = wf.range_inhibitory
-            k_max = -lo
-        s_w = k_max / amax if amax > 0 else 1.0
-        graded = idx == 0 and input == "current"
-        c = float(2**INPUT_BITS - 1) if graded else 1.0
-        theta = layer.neuron.threshold if layer.neuron is not None else 1.0
-        # the read-out is summed on the host: no threshold to resolve, keep a_in small
-        e = (_choose_exp(theta * s_w * c, vth_target, e_lo, e_hi) if layer.neuron is not None
-             else min(0, _choose_exp(s_w * c, vth_target, e_lo, e_hi)))
-        vth = int(round(theta * s_w * c * 2.0**e)) if layer.neuron is not None else None
-        if vth is not None and not 1 <= vth <= vth_max:
-            raise ConversionError(
-                f"layer {layer.name!r}: threshold {vth} does not fit Loihi's {vth_max} even "
-                f"with weight_exp={e}; the weights span too wide a range"
-            )
-        # integer program: the op chain when it maps one-to-one, else the composed matrix
-        prog = _float_program(layer)
-        if prog is not None:
-            prog = [(s[0], loadable_weights(s[1] * s_w, mode), *s[2:])
-                    if s[0] in ("linear", "conv2d") else s for s in prog]
-        q = QuantLayer(
-            name=layer.name, in_shape=layer.in_shape, out_shape=layer.out_shape,
-            program=prog or [("linear", loadable_weights(dense * s_w, mode))],
-            weight_exp=e, bias_mant=np.zeros(layer.n_out, np.int32),
-            bias_exp=np.zeros(layer.n_out, np.int32), vth=vth, dv=0,
-            du=2**lif.decay_bits - 1, reset=layer.neuron.reset if layer.neuron else "subtract",
-            sign_mode=mode, scale=s_w * c * 2.0**e,
-            num_message_bits=INPUT_BITS if graded else 0,
-        )
-        w_int = q.matrix()
-        if prog is not None and (w_int.max(initial=0) > hi or w_int.min(initial=0) < lo):
-            # overlapping pools summed several weights: quantise the composed matrix instead
-            q.program = [("linear", loadable_weights(dense * s_w, mode))]
-            q._matrix = None
-            w_int = q.matrix()
-        # bias: per neuron mantissa * 2**exp in v units (a_in << 6)
-        b_v = bias * q.scale * 2.0**v_shift
-        b_exp = np.zeros(layer.n_out, np.int64)
-        mag = np.abs(np.rint(b_v))
-        while True:
-            over = (mag / 2.0**b_exp > max(b_hi, -b_lo)) & (b_exp < be_hi)
-            if not over.any():
-                break
-            b_exp[over] += 1
-        b_mant = np.clip(np.rint(b_v / 2.0**b_exp), b_lo, b_hi)
-        q.bias_mant, q.bias_exp = b_mant.astype(np.int32), b_exp.astype(np.int32)
-        if layer.neuron is not None:
-            q.dv = int(np.clip(round((1.0 - layer.neuron.beta) * 2**lif.decay_bits), 0,
-                               2**lif.decay_bits - 1))
-            q.v0 = int(round(layer.neuron.v_init * vth * 2.0**lif.vth_shift))
-        # the error report, in float units of the original layer
-        w_back = w_int / s_w
-        nz = dense != 0
-        err = {
-            "weight_rel_rms": float(np.linalg.norm(w_back - dense) / max(np.linalg.norm(dense),
-                                                                          1e-300)),
-            "weight_max_abs_rel": float(np.abs(w_back - dense).max() / max(amax, 1e-300)),
-            "weights_zeroed": float(np.mean(w_int[nz] == 0)) if nz.any() else 0.0,
-            "bias_max_abs_rel": float(np.abs(q.bias_eff / (q.scale * 2.0**v_shift) - bias).max()
-                                      / theta) if layer.n_out else 0.0,
-            "weight_scale": float(s_w),
-        }
-        if layer.neuron is not None:
-            err["threshold_rel"] = abs(vth / q.scale / theta - 1.0)
-            beta_q = 1.0 - q.dv / 2**lif.decay_bits
-            err["beta_abs"] = abs(beta_q - layer.neuron.beta)
-            err["v_init_abs"] = abs(q.v0 / (vth * 2.0**lif.vth_shift) - layer.neuron.v_init)
-        # worst case per-step input if every pre-synaptic neuron fired (and inputs at 255)
-        row = np.abs(w_int).sum(axis=1).max(initial=0) * (c if graded else 1.0) * 2.0**e
-        err["a_in_worst"] = float(row)
-        q.errors = err
-        layers.append(q)
+    for layer in model.layers:
+        check_current_bias(layer)
+    layers = [_quantise_layer(layer, idx == 0 and input == "current", vth_target)
+              for idx, layer in enumerate(model.layers)]
     return QuantModel(model.input_shape, layers, input, model.readout,
-                      {"vth_target": vth_target, "profile": prof.name})
+                      {"vth_target": vth_target, "profile": _profile().name})
 
 
 def graded_input(x: np.ndarray) -> np.ndarray:
@@ -335,6 +400,20 @@ def graded_input(x: np.ndarray) -> np.ndarray:
         raise ConversionError(f"inputs must lie in [0, 1] for 8-bit graded spikes "
                               f"(got {x.min()}..{x.max()}); scale them first")
     return np.rint(x * (2**INPUT_BITS - 1)).astype(np.int64)
+
+
+def input_current(q: QuantModel, x: Any) -> np.ndarray:
+    """The first layer's synaptic input ``a_in`` (N, n_out) for a constant current, as Lava's
+    fixed-point ``Dense`` computes it from the 8-bit graded pixels every step:
+    ``shift(W round(255 x), weight_exp)`` (floor shift for a negative exponent), int64."""
+    import torch
+
+    layer = q.layers[0]
+    xb = np.asarray(x)
+    g = torch.from_numpy(graded_input(xb).astype(np.float64)).reshape((len(xb), *q.input_shape))
+    a = _shift(_run_program(layer.program, g, layer.out_shape).reshape(len(xb), -1),
+               layer.weight_exp)
+    return a.numpy().astype(np.int64)
 
 
 def _shift(a: Any, e: int) -> Any:
@@ -370,6 +449,82 @@ def simulate_fixed(
                        return_counts=return_counts, model=model)[int(timesteps)]
 
 
+def _fixed_neurons(layer: QuantLayer, a: Any, u_old: Any, v: Any, prev: Any, bias: Any,
+                   stats: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """One step of a LIF population in Lava's integers: (new u, new v, spikes)."""
+    import torch
+
+    lif = _profile().lif
+    half = float(2 ** (lif.u_bits - 1))
+    vmax = float(2 ** (lif.v_bits - 1) - 1)
+    unity = float(2**lif.decay_bits)
+    u = a * float(2**lif.activation_shift)
+    if layer.du != unity - 1:  # a current that decays: u = trunc(u * (4095 - du) / 4096) + ...
+        ud = u_old * (unity - 1 - layer.du)
+        u = u + torch.sign(ud) * torch.floor(ud.abs() / unity)
+    wrapped = torch.where(u > half, u - 2 * half, u)
+    wrapped = torch.where(wrapped <= -half, u + 2 * half, wrapped)
+    stats["u_wraps"] += int((wrapped != u).sum())
+    v_old = v if layer.reset == "subtract" else v * (1.0 - prev)
+    vt = v_old * (unity - layer.dv)
+    vt = torch.sign(vt) * torch.floor(vt.abs() / unity)
+    vt = vt + wrapped + bias
+    stats["v_clips_high"] += int((vt > vmax).sum())
+    stats["v_clips_low"] += int((vt < -vmax).sum())
+    vt = vt.clamp(-vmax, vmax)
+    vth_eff = float(layer.vth) * float(2**lif.vth_shift)
+    if layer.reset == "subtract":
+        vt = vt - prev * vth_eff
+    return wrapped, vt, (vt > vth_eff).to(torch.float64)
+
+
+def _fixed_batch(q: QuantModel, g: Any, sp_in: Any, b: int, ts: list[int],
+                 stats: dict[str, Any], keep_counts: bool) -> dict[int, tuple]:
+    """One batch for max(ts) steps: {T: (read-out, per-layer spike sums over the batch,
+    per-layer counts (b, n) or None, input spike sum or None)}."""
+    import torch
+
+    sh = float(2**_profile().lif.activation_shift)
+    biases = [torch.from_numpy(layer.bias_eff.astype(np.float64)) for layer in q.layers]
+    v = [torch.full((b, layer.n_out), float(layer.v0), dtype=torch.float64) for layer in q.layers]
+    u = [torch.zeros((b, layer.n_out), dtype=torch.float64) for layer in q.layers]
+    prev = [torch.zeros((b, layer.n_out), dtype=torch.float64) for layer in q.layers]
+    cnt = [torch.zeros((b, layer.n_out), dtype=torch.float64)
+           for layer in q.layers if layer.vth is not None]
+    acc = torch.zeros((b, q.layers[-1].n_out), dtype=torch.float64)
+    in_acc = None if sp_in is None else np.zeros(int(np.prod(q.input_shape)))
+    const_a, snaps = None, {}
+    for t in range(ts[-1]):
+        h, k = None, 0
+        if sp_in is not None:
+            in_acc += sp_in[t].reshape(b, -1).sum(0).numpy()
+        for i, layer in enumerate(q.layers):
+            if i == 0 and sp_in is None:
+                if const_a is None:
+                    const_a = _shift(_run_program(layer.program, g, layer.out_shape)
+                                     .reshape(b, -1), layer.weight_exp)
+                a = const_a
+            else:
+                src = sp_in[t] if i == 0 else h.reshape((b, *layer.in_shape))
+                a = _shift(_run_program(layer.program, src, layer.out_shape).reshape(b, -1),
+                           layer.weight_exp)
+            if a.numel():
+                stats["max_abs_a_in"][i] = max(stats["max_abs_a_in"][i], float(a.abs().max()))
+            if layer.vth is None:  # the read-out sums on the host: no 24-bit wrap
+                acc = (acc if layer.leak == 1.0 else acc * layer.leak) + (a * sh + biases[i])
+                continue
+            u[i], v[i], prev[i] = _fixed_neurons(layer, a, u[i], v[i], prev[i], biases[i],
+                                                 stats)
+            cnt[k] += prev[i]
+            k, h = k + 1, prev[i]
+        if t + 1 in ts:
+            out = cnt[-1] if q.layers[-1].vth is not None else acc
+            snaps[t + 1] = (out.numpy().copy(), [c.sum(0).numpy() for c in cnt],
+                            [c.numpy().astype(np.int32) for c in cnt] if keep_counts else None,
+                            None if in_acc is None else in_acc.copy())
+    return snaps
+
+
 def sweep_fixed(
     q: QuantModel,
     x: Any,
@@ -384,113 +539,44 @@ def sweep_fixed(
     """:func:`simulate_fixed` read at every T in ``timesteps`` from one run of max(T) steps."""
     import torch
 
-    prof = _profile()
-    lif = prof.lif
     ts = sorted({int(t) for t in timesteps})
     if not ts or ts[0] < 1:
         raise ConversionError(f"timesteps must be integers >= 1, got {timesteps}")
-    t_max = ts[-1]
-    half = float(2 ** (lif.u_bits - 1))
-    vmax = float(2 ** (lif.v_bits - 1) - 1)
-    unity = float(2**lif.decay_bits)
-    sh = float(2**lif.activation_shift)
     xb = np.asarray(x)
     n_in0 = int(np.prod(q.input_shape))
     xb = xb.reshape((len(xb), *q.input_shape)) if xb.size == len(xb) * n_in0 else xb
     n = len(xb)
     t0 = time.perf_counter()
-    n_spk = sum(1 for layer in q.layers if layer.vth is not None)
-    outs: dict[int, list[np.ndarray]] = {t: [] for t in ts}
-    counts_all: dict[int, list[list[np.ndarray]]] = {t: [] for t in ts}
-    sums = {t: [np.zeros(layer.n_out) for layer in q.layers if layer.vth is not None]
-            for t in ts}
-    in_sums = {t: (None if q.input == "current" else np.zeros(n_in0)) for t in ts}
     stats = {"u_wraps": 0, "v_clips_high": 0, "v_clips_low": 0,
              "max_abs_a_in": [0.0] * len(q.layers)}
-    biases = [torch.from_numpy(layer.bias_eff.astype(np.float64)) for layer in q.layers]
+    parts: list[dict[int, Any]] = []
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        b = stop - start
+        g = sp_in = None
         if q.input == "current":
             g = torch.from_numpy(graded_input(xb[start:stop]).astype(np.float64))
-            sp_in = None
         else:
-            sp = spikes[:t_max, start:stop] if spikes is not None else poisson_spikes(
-                np.asarray(xb[start:stop], np.float32), t_max, seed=seed, start=start)
+            sp = spikes[:ts[-1], start:stop] if spikes is not None else poisson_spikes(
+                np.asarray(xb[start:stop], np.float32), ts[-1], seed=seed, start=start)
             sp_in = torch.from_numpy(np.asarray(sp, np.float64).reshape(
-                (t_max, b, *q.input_shape)))
-        v = [torch.full((b, layer.n_out), float(layer.v0), dtype=torch.float64)
-             for layer in q.layers]
-        prev = [torch.zeros((b, layer.n_out), dtype=torch.float64) for layer in q.layers]
-        cnt = [torch.zeros((b, layer.n_out), dtype=torch.float64)
-               for layer in q.layers if layer.vth is not None]
-        acc = torch.zeros((b, q.layers[-1].n_out), dtype=torch.float64)
-        in_acc = None if sp_in is None else np.zeros(n_in0)
-        const_a = None
-        for t in range(t_max):
-            h = None
-            k = 0
-            if sp_in is not None:
-                in_acc += sp_in[t].reshape(b, -1).sum(0).numpy()
-            for i, layer in enumerate(q.layers):
-                if i == 0 and sp_in is None:
-                    if const_a is None:
-                        const_a = _shift(_run_program(layer.program, g, layer.out_shape)
-                                         .reshape(b, -1), layer.weight_exp)
-                    a = const_a
-                else:
-                    src = sp_in[t] if i == 0 else h.reshape((b, *layer.in_shape))
-                    a = _shift(_run_program(layer.program, src, layer.out_shape).reshape(b, -1),
-                               layer.weight_exp)
-                if a.numel():
-                    stats["max_abs_a_in"][i] = max(stats["max_abs_a_in"][i],
-                                                   float(a.abs().max()))
-                u = a * sh
-                if layer.vth is None:
-                    acc += u + biases[i]  # the read-out sums on the host: no 24-bit wrap
-                    continue
-                wrapped = torch.where(u > half, u - 2 * half, u)
-                wrapped = torch.where(wrapped <= -half, u + 2 * half, wrapped)
-                stats["u_wraps"] += int((wrapped != u).sum())
-                v_old = v[i] if layer.reset == "subtract" else v[i] * (1.0 - prev[i])
-                vt = v_old * (unity - layer.dv)
-                vt = torch.sign(vt) * torch.floor(vt.abs() / unity)
-                vt = vt + wrapped + biases[i]
-                stats["v_clips_high"] += int((vt > vmax).sum())
-                stats["v_clips_low"] += int((vt < -vmax).sum())
-                vt = vt.clamp(-vmax, vmax)
-                vth_eff = float(layer.vth) * float(2**lif.vth_shift)
-                if layer.reset == "subtract":
-                    vt = vt - prev[i] * vth_eff
-                s = (vt > vth_eff).to(torch.float64)
-                v[i], prev[i] = vt, s
-                cnt[k] += s
-                k += 1
-                h = s
-            if t + 1 in outs:
-                out = cnt[-1] if q.layers[-1].vth is not None else acc
-                outs[t + 1].append(out.numpy().copy())
-                for acc_sum, c in zip(sums[t + 1], cnt):
-                    acc_sum += c.sum(0).numpy()
-                if in_acc is not None:
-                    in_sums[t + 1] += in_acc
-                if return_counts:
-                    counts_all[t + 1].append([c.numpy().astype(np.int32) for c in cnt])
+                (ts[-1], stop - start, *q.input_shape)))
+        parts.append(_fixed_batch(q, g, sp_in, stop - start, ts, stats, return_counts))
     seconds = time.perf_counter() - t0
     results = {}
     for t in ts:
-        output = np.concatenate(outs[t])
-        counts = None
-        if return_counts:
-            counts = [np.concatenate([c[k] for c in counts_all[t]]) for k in range(n_spk)]
+        output = np.concatenate([p[t][0] for p in parts])
+        n_spk = len(parts[0][t][1])
+        sums = [sum(p[t][1][k] for p in parts) for k in range(n_spk)]
+        counts = ([np.concatenate([p[t][2][k] for p in parts]) for k in range(n_spk)]
+                  if return_counts else None)
+        in_sum = None if q.input == "current" else sum(p[t][3] for p in parts)
         results[t] = RunResult(
             target="fixed-point emulation", timesteps=t,
             predictions=np.argmax(output, axis=1), outputs=output,
-            layer_stats=make_stats(model, sums[t], in_sums[t], n, t) if model else [],
+            layer_stats=make_stats(model, sums, in_sum, n, t) if model else [],
             input=q.input,
             input_macs=input_macs(model, xb) if (model and q.input == "current") else 0.0,
-            seconds=seconds, spike_counts=counts, extra=dict(stats),
-        )
+            seconds=seconds, spike_counts=counts, extra=dict(stats))
     return results
 
 

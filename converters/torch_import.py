@@ -23,6 +23,7 @@ from .model import ConversionError, Neuron, Op, SNNLayer, SNNModel, UnsupportedL
 
 __all__ = [
     "SUPPORTED_LAYERS",
+    "build_arch",
     "build_sequential",
     "fold_batchnorm",
     "from_layers",
@@ -131,30 +132,8 @@ def _infer_input_shape(module: nn.Sequential) -> tuple[int, ...] | None:
     return None
 
 
-def from_sequential(
-    module: nn.Sequential,
-    input_shape: Sequence[int] | None = None,
-    *,
-    name: str = "torch",
-) -> SNNModel:
-    """Convert a ``torch.nn.Sequential`` of supported layers into an (unnormalised) SNNModel.
-
-    Every ReLU becomes an IF population with threshold 1 (so the model still computes the ANN);
-    :func:`converters.normalise.normalise` then sets the scales. ``input_shape`` (unbatched,
-    e.g. ``(1, 28, 28)``) is required when the first layer is not Linear.
-    """
-    module = fold_batchnorm(module)
-    if input_shape is None:
-        input_shape = _infer_input_shape(module)
-        if input_shape is None:
-            raise ConversionError(
-                "cannot infer the input shape of a network that starts with "
-                f"{type(next(iter(module.children()), None)).__name__}; pass input_shape, "
-                "e.g. input_shape=(1, 28, 28)"
-            )
-    input_shape = tuple(int(s) for s in input_shape)
-    children = list(module.named_children())
-    # refuse unsupported layers before doing anything else
+def _check_children(children: list[tuple[str, nn.Module]]) -> None:
+    """Refuse unsupported layers (and unsupported settings) before anything is converted."""
     for idx, (lname, mod) in enumerate(children):
         if isinstance(mod, (nn.Softmax, nn.LogSoftmax)):
             if any(not isinstance(m, _IGNORED) for _, m in children[idx + 1:]):
@@ -162,8 +141,7 @@ def from_sequential(
                     f"{type(mod).__name__} layer {lname!r} is only allowed at the end "
                     "(it does not change the argmax)"
                 )
-            continue
-        if isinstance(mod, nn.Conv2d):
+        elif isinstance(mod, nn.Conv2d):
             if mod.padding_mode != "zeros":
                 raise ConversionError(f"Conv2d layer {lname!r} uses padding_mode="
                                       f"{mod.padding_mode!r}; only 'zeros' is supported")
@@ -172,34 +150,62 @@ def from_sequential(
             ):
                 raise ConversionError(f"Conv2d layer {lname!r}: padding='same' with an even "
                                       "kernel is asymmetric; use explicit padding")
-            continue
-        if isinstance(mod, nn.AvgPool2d):
+        elif isinstance(mod, nn.AvgPool2d):
             if mod.ceil_mode or not mod.count_include_pad or mod.divisor_override:
                 raise ConversionError(
                     f"AvgPool2d layer {lname!r}: ceil_mode, count_include_pad=False and "
                     "divisor_override are not supported (use the defaults)"
                 )
-            continue
-        if isinstance(mod, nn.Flatten):
+        elif isinstance(mod, nn.Flatten):
             if mod.start_dim != 1 or mod.end_dim != -1:
                 raise ConversionError(f"Flatten layer {lname!r}: only Flatten(1, -1) is "
                                       f"supported, got ({mod.start_dim}, {mod.end_dim})")
-            continue
-        if isinstance(mod, (nn.Linear, nn.ReLU) + _IGNORED):
-            continue
-        raise _unsupported(lname, mod)
+        elif not isinstance(mod, (nn.Linear, nn.ReLU) + _IGNORED):
+            raise _unsupported(lname, mod)
 
+
+def _op(mod: nn.Module, name: str, shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Op:
+    """The Op of one supported linear module (Linear, Conv2d, AvgPool2d, Flatten(1, -1))."""
+    if isinstance(mod, nn.Linear):
+        return Op("linear", name, shape, out_shape, weight=_np(mod.weight),
+                  bias=_np(mod.bias) if mod.bias is not None else None)
+    if isinstance(mod, nn.Conv2d):
+        pad = mod.padding
+        if isinstance(pad, str):  # 'same'/'valid': torch resolved it; recompute as ints
+            pad = ((0, 0) if pad == "valid" else
+                   tuple(d * (k - 1) // 2 for d, k in zip(mod.dilation, mod.kernel_size)))
+        return Op("conv2d", name, shape, out_shape, weight=_np(mod.weight),
+                  bias=_np(mod.bias) if mod.bias is not None else None, stride=mod.stride,
+                  padding=pad, dilation=mod.dilation, groups=mod.groups)
+    if isinstance(mod, nn.AvgPool2d):
+        return Op("avgpool2d", name, shape, out_shape, kernel_size=mod.kernel_size,
+                  stride=mod.stride if mod.stride is not None else mod.kernel_size,
+                  padding=mod.padding)
+    return Op("flatten", name, shape, out_shape, start_dim=0, end_dim=-1)
+
+
+def _resolve_shape(module: nn.Sequential, input_shape: Sequence[int] | None,
+                   fallback: Sequence[int] | None) -> tuple[int, ...]:
+    if input_shape is None:
+        input_shape = _infer_input_shape(module) or fallback
+    if input_shape is None:
+        first = type(next(iter(module.children()), None)).__name__
+        raise ConversionError(
+            f"cannot infer the input shape of a network that starts with {first}; give it: "
+            "--input-shape 1,28,28 (input_shape=(1, 28, 28) from Python), or --dataset "
+            "with an image data set"
+        )
+    return tuple(int(s) for s in input_shape)
+
+
+def _layers(children: list[tuple[str, nn.Module]], input_shape: tuple[int, ...]
+            ) -> list[SNNLayer]:
+    """Walk the modules: ops accumulate until a ReLU closes a spiking layer."""
     layers: list[SNNLayer] = []
     ops: list[Op] = []
-    shape = input_shape
-    x = torch.zeros((1, *input_shape))
+    shape, x = input_shape, torch.zeros((1, *input_shape))
     counts: dict[str, int] = {}
-
-    def opname(kind: str) -> str:
-        short = {"linear": "fc", "conv2d": "conv", "avgpool2d": "pool", "flatten": "flat"}[kind]
-        counts[short] = counts.get(short, 0) + 1
-        return f"{short}{counts[short]}"
-
+    short = {nn.Linear: "fc", nn.Conv2d: "conv", nn.AvgPool2d: "pool", nn.Flatten: "flat"}
     for lname, mod in children:
         if isinstance(mod, _IGNORED + (nn.Softmax, nn.LogSoftmax)):
             continue
@@ -207,10 +213,8 @@ def from_sequential(
             if not ops:
                 if layers and layers[-1].neuron is not None:
                     continue  # ReLU(ReLU(x)) == ReLU(x)
-                raise ConversionError(
-                    f"ReLU layer {lname!r} acts on the raw input; inputs are assumed >= 0 "
-                    "(remove it)"
-                )
+                raise ConversionError(f"ReLU layer {lname!r} acts on the raw input; inputs "
+                                      "are assumed >= 0 (remove it)")
             idx = len(layers) + 1
             layers.append(SNNLayer(f"layer{idx}", ops, Neuron("IF", 1.0, name=f"lif{idx}")))
             ops = []
@@ -222,39 +226,39 @@ def from_sequential(
         except RuntimeError as exc:
             raise ConversionError(
                 f"layer {lname!r} ({type(mod).__name__}) does not accept input of shape "
-                f"{tuple(x.shape[1:])}: {exc}"
+                f"{tuple(x.shape[1:])}: {exc}; check --input-shape"
             ) from None
-        out_shape = tuple(y.shape[1:])
-        if isinstance(mod, nn.Linear):
-            op = Op("linear", opname("linear"), shape, out_shape,
-                    weight=_np(mod.weight), bias=_np(mod.bias) if mod.bias is not None else None)
-        elif isinstance(mod, nn.Conv2d):
-            pad = mod.padding
-            if isinstance(pad, str):  # 'same'/'valid': torch resolved it; recompute as ints
-                if pad == "valid":
-                    pad = (0, 0)
-                else:
-                    pad = tuple(d * (k - 1) // 2 for d, k in zip(mod.dilation, mod.kernel_size))
-            op = Op("conv2d", opname("conv2d"), shape, out_shape, weight=_np(mod.weight),
-                    bias=_np(mod.bias) if mod.bias is not None else None, stride=mod.stride,
-                    padding=pad, dilation=mod.dilation, groups=mod.groups)
-        elif isinstance(mod, nn.AvgPool2d):
-            op = Op("avgpool2d", opname("avgpool2d"), shape, out_shape,
-                    kernel_size=mod.kernel_size,
-                    stride=mod.stride if mod.stride is not None else mod.kernel_size,
-                    padding=mod.padding)
-        else:  # Flatten(1, -1)
-            op = Op("flatten", opname("flatten"), shape, out_shape, start_dim=0, end_dim=-1)
-        ops.append(op)
-        x, shape = y, out_shape
+        key = short[type(mod)] if type(mod) in short else "op"
+        counts[key] = counts.get(key, 0) + 1
+        ops.append(_op(mod, f"{key}{counts[key]}", shape, tuple(y.shape[1:])))
+        x, shape = y, tuple(y.shape[1:])
     if ops:
-        idx = len(layers) + 1
-        layers.append(SNNLayer(f"layer{idx}", ops, None))
-    elif not layers:
-        raise ConversionError("the Sequential has no Linear/Conv2d layers to convert")
+        layers.append(SNNLayer(f"layer{len(layers) + 1}", ops, None))
+    return layers
+
+
+def from_sequential(
+    module: nn.Sequential,
+    input_shape: Sequence[int] | None = None,
+    *,
+    name: str = "torch",
+    fallback_shape: Sequence[int] | None = None,
+) -> SNNModel:
+    """Convert a ``torch.nn.Sequential`` of supported layers into an (unnormalised) SNNModel.
+
+    Every ReLU becomes an IF population with threshold 1 (so the model still computes the ANN);
+    :func:`converters.normalise.normalise` then sets the scales. ``input_shape`` (unbatched,
+    e.g. ``(1, 28, 28)``) is needed when the first layer is not Linear; ``fallback_shape``
+    (the data set's image shape) is used when it is not given and cannot be inferred.
+    """
+    module = fold_batchnorm(module)
+    shape = _resolve_shape(module, input_shape, fallback_shape)
+    children = list(module.named_children())
+    _check_children(children)
+    layers = _layers(children, shape)
     if not any(op.weighted for layer in layers for op in layer.ops):
         raise ConversionError("the Sequential has no Linear/Conv2d layers to convert")
-    return SNNModel(input_shape, layers, {"source": name})
+    return SNNModel(shape, layers, {"source": name})
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -330,55 +334,131 @@ def from_state_dict(
     arch: Any,
     state_dict: Mapping[str, Any],
     input_shape: Sequence[int] | None = None,
+    *,
+    what: str = "the architecture",
+    fallback_shape: Sequence[int] | None = None,
 ) -> SNNModel:
     """Build ``arch`` (see :func:`build_sequential`), load ``state_dict`` strictly, import."""
     module = build_sequential(arch)
     try:
         module.load_state_dict({k: torch.as_tensor(v) for k, v in state_dict.items()},
                                strict=True)
-    except RuntimeError as exc:
-        raise ConversionError(f"state dict does not fit the architecture: {exc}") from None
-    return from_sequential(module.eval(), input_shape, name="state_dict")
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConversionError(f"the state dict does not fit {what}: {exc}") from None
+    return from_sequential(module.eval(), input_shape, name="state_dict",
+                           fallback_shape=fallback_shape)
 
 
-def load_torch_file(path: str | os.PathLike[str], input_shape: Sequence[int] | None = None
-                    ) -> SNNModel:
-    """Import a ``.pt``: ``torch.save(sequential)`` or ``{"arch", "state_dict"[, "input_shape"]}``.
+def build_arch(spec: str) -> nn.Sequential:
+    """The network of ``--arch FILE.py:FUNCTION`` (or ``package.module:FUNCTION``).
+
+    The function is called without arguments and must return the ``nn.Sequential`` the
+    state dict was saved from. It runs code from that file: only name files you trust.
+    """
+    import importlib
+    import importlib.util
+
+    where, sep, func = str(spec).rpartition(":")
+    if not sep or not where or not func.isidentifier():
+        raise ConversionError(f"--arch {spec!r}: expected FILE.py:FUNCTION (e.g. --arch "
+                              "model.py:build) or package.module:FUNCTION")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise ConversionError(f"--arch {spec!r}: file {where!r} does not exist")
+            mod_spec = importlib.util.spec_from_file_location(f"_nl_arch_{path.stem}", path)
+            module = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ConversionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's file: any error is theirs to see
+        raise ConversionError(f"--arch {spec!r}: importing {where!r} failed "
+                              f"({type(exc).__name__}: {exc})") from None
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise ConversionError(f"--arch {spec!r}: {where!r} has no function {func!r}")
+    try:
+        net = fn()
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"--arch {spec!r}: {func}() failed ({type(exc).__name__}: "
+                              f"{exc}); it is called without arguments") from None
+    if not isinstance(net, nn.Sequential):
+        raise ConversionError(f"--arch {spec!r}: {func}() returned a {type(net).__name__}, "
+                              "not an nn.Sequential")
+    return net
+
+
+def _state_dict_of(obj: Any) -> Mapping[str, Any] | None:
+    """The state dict a loaded file holds: a plain one, or the 'state_dict' of a dict."""
+    if isinstance(obj, Mapping):
+        inner = obj.get("state_dict")
+        if isinstance(inner, Mapping):
+            return inner
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    return None
+
+
+def _torch_load(p: Path) -> Any:
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a pickled module needs the full unpickler
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ConversionError(
+                f"cannot read {str(p)!r} as a torch file ({type(exc).__name__}: {exc}); "
+                "expected torch.save(nn.Sequential), a state_dict (with --arch FILE.py:"
+                "FUNCTION) or torch.save({'arch': ..., 'state_dict': ...})"
+            ) from None
+
+
+def load_torch_file(
+    path: str | os.PathLike[str],
+    input_shape: Sequence[int] | None = None,
+    *,
+    arch: str | None = None,
+    fallback_shape: Sequence[int] | None = None,
+) -> SNNModel:
+    """Import a ``.pt``: ``torch.save(sequential)``, a ``state_dict`` with ``arch``
+    (``FILE.py:FUNCTION``, :func:`build_arch`), or ``{"arch", "state_dict"[, "input_shape"]}``.
 
     A whole pickled module can only be loaded with ``weights_only=False`` (arbitrary code runs
-    while unpickling): only load files you trust. The dict form loads with ``weights_only=True``.
+    while unpickling): only load files you trust. State dicts load with ``weights_only=True``.
     """
     p = Path(path)
     if not p.is_file():
         raise ConversionError(f"model file {str(p)!r} does not exist")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a pickled module needs the full unpickler
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise ConversionError(
-                f"cannot read {str(p)!r} as a torch file ({type(exc).__name__}: {exc}); "
-                "expected torch.save(nn.Sequential) or torch.save({'arch': ..., "
-                "'state_dict': ...})"
-            ) from None
+    obj = _torch_load(p)
+    state = _state_dict_of(obj)
     if isinstance(obj, nn.Module):
         if not isinstance(obj, nn.Sequential):
             raise ConversionError(
-                f"{str(p)!r} holds a {type(obj).__name__}, not an nn.Sequential; save "
-                "{'arch': [...], 'state_dict': model.state_dict()} or an nn.Sequential"
-            )
-        model = from_sequential(obj.eval(), input_shape, name=p.name)
-    elif isinstance(obj, Mapping) and "state_dict" in obj and "arch" in obj:
-        shape = input_shape or obj.get("input_shape")
-        model = from_state_dict(obj["arch"], obj["state_dict"], shape)
+                f"{str(p)!r} holds a {type(obj).__name__}, not an nn.Sequential; save its "
+                "state_dict and name the network with --arch FILE.py:FUNCTION")
+        model = from_sequential(obj.eval(), input_shape, name=p.name,
+                                fallback_shape=fallback_shape)
+    elif state is not None and (arch is not None or "arch" in obj):
+        shape = input_shape or (obj.get("input_shape") if "state_dict" in obj else None)
+        net, what = ((build_arch(arch), f"--arch {arch}") if arch is not None
+                     else (obj["arch"], f"the 'arch' saved in {p.name}"))
+        model = from_state_dict(net, state, shape, what=what, fallback_shape=fallback_shape)
         model.metadata["source"] = p.name
+    elif state is not None:
+        keys = list(state)[:4]
+        raise ConversionError(
+            f"{str(p)!r} holds a state_dict ({len(state)} tensors: {', '.join(keys)}"
+            f"{', ...' if len(state) > 4 else ''}) but not the network it belongs to: give "
+            "--arch FILE.py:FUNCTION (a function returning the nn.Sequential), or save "
+            "{'arch': [...], 'state_dict': ...}")
     else:
         keys = sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__
         raise ConversionError(
-            f"{str(p)!r} holds {keys}; expected an nn.Sequential or a dict with 'arch' and "
-            "'state_dict' (and optionally 'input_shape')"
-        )
+            f"{str(p)!r} holds {keys}; expected an nn.Sequential, a state_dict (with --arch "
+            "FILE.py:FUNCTION) or a dict with 'arch' and 'state_dict'")
     return model
 
 

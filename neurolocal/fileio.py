@@ -1,78 +1,97 @@
-"""Writing output files so that a crash never leaves a half-written or mismatched one.
+"""Atomic file writes with the user's permissions and recognisable temporary files.
 
-Every output (checkpoints, NIR graphs, result files) goes through :func:`atomic_write`: the
-content is written to a temporary file beside the destination, flushed to disk, given the
-permissions a plain ``open(path, "w")`` would give under the user's umask, and renamed over
-the destination in one step. Temporary files carry a recognisable name,
-``.NAME.neurolocal-tmp-PID-XXXX``; one left behind by a killed writer is removed the next time
-anything writes to that destination.
+Why one helper: every output neurolocal writes (NIR graphs, rule sidecars, checkpoints) must
+appear complete or not at all, with the permissions any other tool would give it, and an
+interrupted write must not leave anonymous debris. :func:`atomic_write` writes into
+``.NAME.neurolocal-tmp-PID-XXXX`` beside the destination, flushes it to disk, gives it the
+mode a plain ``open()`` would (``0o666 & ~umask``: 0644 under umask 022; ``mkstemp`` alone
+gives 0600), and renames it over the destination. Temporary files of the same destination
+left by a process that no longer runs are removed at the next write there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-TMP_TAG = ".neurolocal-tmp-"
+__all__ = ["TMP_MARK", "atomic_write", "stale_temporaries", "temporary_name", "umask"]
+
+TMP_MARK = ".neurolocal-tmp-"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def umask() -> int:
+    """The process's umask (read from /proc where it can be, without changing it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    old = os.umask(0o022)  # no /proc: the classic read-by-setting (not thread-safe)
+    os.umask(old)
+    return old
 
 
-def temp_prefix(path: Path) -> str:
-    return f".{path.name}{TMP_TAG}"
+def temporary_name(path: Path) -> Path:
+    """``.NAME.neurolocal-tmp-PID-RANDOM`` in the destination's folder."""
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # someone else's live process
     return True
 
 
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Temporary files of ``path`` whose writer is gone (removed; returned)."""
-    gone = []
-    for tmp in path.parent.glob(temp_prefix(path) + "*"):
-        pid = tmp.name[len(temp_prefix(path)):].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
-            continue  # another writer at work
+def stale_temporaries(path: Path) -> list[Path]:
+    """Temporary files of ``path`` whose writing process has gone."""
+    prefix = f".{path.name}{TMP_MARK}"
+    out = []
+    with contextlib.suppress(OSError):
+        for p in path.parent.iterdir():
+            if not p.name.startswith(prefix):
+                continue
+            pid = p.name[len(prefix):].split("-", 1)[0]
+            if not pid.isdigit() or not _alive(int(pid)):
+                out.append(p)
+    return sorted(out)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object], *,
+                 mode: int | None = None) -> Path:
+    """Write ``path`` atomically: ``write(tmp_path)`` fills a temporary file, then it replaces
+    ``path``. ``mode`` defaults to ``0o666 & ~umask``. On any error (or Ctrl-C) the old file
+    stays as it was and the temporary file is removed. Returns ``path``.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for old in stale_temporaries(dest):
         with contextlib.suppress(OSError):
-            tmp.unlink()
-            gone.append(tmp)
-    return gone
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` to produce the file, then move it to ``path`` atomically."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{temp_prefix(path)}{os.getpid()}-", dir=folder)
-    os.close(fd)
+            old.unlink()
+    tmp = temporary_name(dest)
     try:
-        write(tmp)
+        write(str(tmp))
+        if not tmp.exists():
+            raise FileNotFoundError(f"the writer left no file at {tmp}")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        os.chmod(tmp, (0o666 & ~umask()) if mode is None else mode)
+        os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
-    with contextlib.suppress(OSError):  # the rename itself on disk
-        dirfd = os.open(folder, os.O_RDONLY)
+    with contextlib.suppress(OSError):  # the rename itself reaches the disk too
+        folder = os.open(dest.parent, os.O_RDONLY)
         try:
-            os.fsync(dirfd)
+            os.fsync(folder)
         finally:
-            os.close(dirfd)
-    return path
+            os.close(folder)
+    return dest

@@ -181,6 +181,88 @@ def test_lava_reset_to_zero(data, mlp, lava):
     assert got.extra["reset_model"] == "PyLifResetSubtractBitAcc"
 
 
+@pytest.mark.parametrize("inp", ["current", "poisson"])
+def test_lava_batched_copies_equal_the_image_by_image_stream(data, mlp, lava, inp):
+    """Copies side by side (block-diagonal Sparse, several chunk sizes) give every image the
+    spike counts of the stream layout (one copy, images one after another, Lava's Dense)."""
+    _, _, xt, _ = data
+    model = set_neurons(mlp, "IF", v_init=0.5)
+    q = quantise(model, input=inp)
+    stream = lava(q, xt[:20], 10, seed=4, layout="stream", record_neurons=True,
+                  float_model=model)
+    runs = [lava(q, xt[:20], 10, seed=4, chunk=c, record_neurons=True, float_model=model)
+            for c in (12, None)]
+    if inp == "current":  # the first layer on Lava too: graded pixels through a Sparse
+        runs.append(lava(q, xt[:20], 10, first_layer="lava", record_neurons=True,
+                         float_model=model))
+    for run in runs:
+        assert run.extra["layout"] == "batched"
+        np.testing.assert_array_equal(run.outputs, stream.outputs)
+        for a, b in zip(run.spike_counts, stream.spike_counts):
+            assert b.sum() > 50
+            np.testing.assert_array_equal(a, b)
+        assert [s.synops for s in run.layer_stats] == pytest.approx(
+            [s.synops for s in stream.layer_stats])
+    assert runs[0].extra["chunk"] == 12 and runs[1].extra["chunk"] == 20
+
+
+def test_lava_floating_pt_runs_the_float_model(data, mlp, lava):
+    """floating_pt: the same graph with float weights; copies do not interact (chunk 1 =
+    one graph of 16) and the counts are snntorch's in float64 (measured: all equal)."""
+    _, _, xt, _ = data
+    model = set_neurons(mlp, "LIF", beta=0.9, v_init=0.25)
+    one = lava(model, xt[:3], 12, tag="floating_pt", chunk=1, record_neurons=True)
+    all_ = lava(model, xt[:16], 12, tag="floating_pt", record_neurons=True, raster=2)
+    ref = run_snntorch(model, xt[:16], 12, dtype=torch.float64, return_counts=True)
+    assert all_.target == "lava:floating_pt" and all_.extra["reset_model"].endswith("Float")
+    np.testing.assert_array_equal(one.outputs, all_.outputs[:3])
+    for a, b, c in zip(one.spike_counts, all_.spike_counts, ref.spike_counts):
+        assert c.sum() > 50
+        np.testing.assert_array_equal(a, b[:3])
+        assert np.mean(b == c) >= 0.999
+    np.testing.assert_allclose(all_.outputs, ref.outputs, rtol=1e-6, atol=1e-6)
+    raster = all_.extra["raster"]["layer1"]  # (images, T, neurons) of the first 2 images
+    assert raster.shape == (2, 12, 48)
+    np.testing.assert_array_equal(raster.sum(1), all_.spike_counts[0][:2])
+    with pytest.raises(ConversionError, match="stream layout runs fixed_pt only"):
+        lava(model, xt[:2], 12, tag="floating_pt", layout="stream")
+
+
+def test_lava_conv_layers_run_as_factored_synapses(data, cnn, lava):
+    """A pool then a linear map is two sparse factors on Lava (not their 4x denser product):
+    the same integers as the emulator (Lava's Dense arithmetic on the product) and, in
+    floating_pt, the same counts in every chunk size."""
+    from neurolocal.hardware.lava.inference import _fixed_plan
+
+    _, _, xt, _ = data
+    model = set_neurons(cnn, "IF", v_init=0.5)
+    q = quantise(model)
+    layer2 = _fixed_plan(q).layers[1]
+    assert len(layer2.synapse_matrices) == 2
+    assert sum(f.nnz for f in layer2.factors) < layer2.matrix.nnz / 2
+    emu = simulate_fixed(q, xt[:10], 12, return_counts=True, model=model)
+    got = lava(q, xt[:10], 12, record_neurons=True, float_model=model)
+    np.testing.assert_array_equal(got.outputs, emu.outputs)
+    for a, b in zip(got.spike_counts, emu.spike_counts):
+        np.testing.assert_array_equal(a, b)
+    one = lava(model, xt[:4], 12, tag="floating_pt", chunk=2, record_neurons=True)
+    four = lava(model, xt[:4], 12, tag="floating_pt", record_neurons=True)
+    np.testing.assert_array_equal(one.outputs, four.outputs)
+    ref = run_snntorch(model, xt[:4], 12, dtype=torch.float64, return_counts=True)
+    assert np.mean(four.spike_counts[0] == ref.spike_counts[0]) >= 0.999
+
+
+def test_brian2_chunks_of_copies_equal_one_network(data, mlp):
+    _, _, xt, _ = data
+    model = set_neurons(mlp, "IF", v_init=0.5)
+    whole = run_brian2(model, xt[:18], 16, return_counts=True)
+    chunks = run_brian2(model, xt[:18], 16, batch_size=5, return_counts=True)
+    assert whole.extra["batch_size"] == 18 and chunks.extra["batch_size"] == 5
+    np.testing.assert_array_equal(whole.outputs, chunks.outputs)
+    for a, b in zip(whole.spike_counts, chunks.spike_counts):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_lava_needs_enough_timesteps(mlp, lava):
     with pytest.raises(ConversionError, match="timesteps >= 3"):
         lava(mlp, np.zeros((1, 784)), 2)

@@ -82,7 +82,8 @@ def test_cli_convert_json_and_run(trained, tmp_path, capsys):
     assert d["target"] == "snntorch" and d["timesteps"] == 16 and d["n_eval"] == 200
     assert 0.8 < d["snn_accuracy"] <= 1 and d["synops_per_inference"] > 0
     assert d["ann_accuracy"] > 0.8
-    rc = main(["run", str(out), "--target", "brian2", "-T", "16", "--n-test", "40", "--json"])
+    rc = main(["run", str(out), "--target", "brian2", "-T", "16", "--n-test", "40", "--json",
+               "--codegen", "numpy"])
     assert rc == 0
     r = json.loads(capsys.readouterr().out)
     assert r["target"] == "brian2" and r["n_eval"] == 40 and r["snn_accuracy"] > 0.7
@@ -123,3 +124,68 @@ def test_neurolocal_checkpoint_seam(tmp_path):
     w = net.weights(1)
     lam = res.model.layers[0].scale
     np.testing.assert_allclose(res.model.layers[0].ops[0].weight, w / lam, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--n-test", "-1"], "--n-test"), (["-T", "0"], "--timesteps"),
+    (["--percentile", "0"], "--percentile"), (["--v-init", "1.5"], "--v-init"),
+    (["--neuron", "LIF", "--beta", "1"], "--beta"), (["--dt=-1e-3"], "--dt"),
+    (["--n-calibration", "0"], "--n-calibration"), (["--input-shape", "1,x"], "--input-shape"),
+])
+def test_out_of_range_values_name_their_flag(trained, capsys, flags, named):
+    _, folder = trained
+    rc = main(["convert", str(folder / "mlp_sd.pt"), *flags])
+    err = capsys.readouterr().err
+    assert rc == 2 and named in err and "Traceback" not in err
+
+
+def test_state_dict_with_arch_and_the_data_sets_shape(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    rc = main(["convert", str(tmp_path / "sd.pt"), "--n-test", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--arch FILE.py:FUNCTION" in err and "state_dict" in err
+    (tmp_path / "arch.py").write_text(
+        "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Flatten(), "
+        "nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))\n")
+    rc = main(["convert", str(tmp_path / "sd.pt"), "--arch", f"{tmp_path / 'arch.py'}:build",
+               "--n-test", "20", "--n-calibration", "100", "-T", "8", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0 and d["n_eval"] == 20  # Flatten first: the data set gave (1, 28, 28)
+    rc = main(["convert", str(tmp_path / "sd.pt"), "--arch", f"{tmp_path / 'arch.py'}:nope"])
+    assert rc == 2 and "has no function 'nope'" in capsys.readouterr().err
+    from neurolocal.converters.torch_import import from_sequential
+
+    with pytest.raises(ConversionError, match="--input-shape 1,28,28"):
+        from_sequential(net)  # no data set from Python: the error names the flag too
+
+
+def test_plots_of_convert_run_and_train(trained, tmp_path, capsys):
+    """--plot on convert, run (Lava: fixed point against float) and train write PNGs, and
+    `neurolocal plot` redraws each from the --json output."""
+    _, folder = trained
+    net = tmp_path / "net.nir"
+    rc = main(["convert", str(folder / "mlp_sd.pt"), "-T", "8", "--n-test", "40",
+               "--n-calibration", "200", "--out", str(net), "--plot", str(tmp_path / "c.png"),
+               "--json"])
+    conv = capsys.readouterr().out
+    assert rc == 0 and json.loads(conv)["sweep"]["T"] == [1, 2, 4, 8, 16]
+    rc = main(["run", str(net), "--target", "lava:fixed_pt", "-T", "8", "--n-test", "12",
+               "--plot", str(tmp_path / "r.png"), "--json"])
+    run = json.loads(capsys.readouterr().out)
+    assert rc == 0 and run["raster"]["layer1"]["shape"] == [8, 32]
+    assert run["float_reference"]["target"] == "snntorch" and len(run["outputs"]) == 12
+    rc = main(["train", "--rule", "fa", "--hidden", "16", "--samples", "300",
+               "--test-samples", "100", "--epochs", "2", "--json",
+               "--plot", str(tmp_path / "t.png")])
+    train = capsys.readouterr().out
+    assert rc == 0 and len(json.loads(train)["history"]) == 2
+    for name, text in (("c", conv), ("r", json.dumps(run)), ("t", train)):
+        (tmp_path / f"{name}.json").write_text(text)
+        assert main(["plot", str(tmp_path / f"{name}.json")]) == 0
+        for png in (tmp_path / f"{name}.png",):
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    capsys.readouterr()
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["plot", str(tmp_path / "bad.json")]) == 2

@@ -146,13 +146,13 @@ def test_nir_if_node_and_input_scaling_are_folded():
     assert model.readout == "membrane"
 
 
-@pytest.mark.parametrize("node", ["CubaLIF", "LI", "Threshold"])
+@pytest.mark.parametrize("node", ["CubaLI", "I", "Threshold"])
 def test_unsupported_node_is_named(node):
     n = 4
     extra = {
-        "CubaLIF": lambda: nir.CubaLIF(tau_syn=np.ones(n), tau_mem=np.ones(n), r=np.ones(n),
-                                       v_leak=np.zeros(n), v_threshold=np.ones(n)),
-        "LI": lambda: nir.LI(tau=np.ones(n), r=np.ones(n), v_leak=np.zeros(n)),
+        "CubaLI": lambda: nir.CubaLI(tau_syn=np.ones(n), tau_mem=np.ones(n), r=np.ones(n),
+                                     v_leak=np.zeros(n)),
+        "I": lambda: nir.I(r=np.ones(n)),
         "Threshold": lambda: nir.Threshold(threshold=np.ones(n)),
     }[node]()
     g = nir.NIRGraph(
@@ -163,7 +163,7 @@ def test_unsupported_node_is_named(node):
     with pytest.raises(UnsupportedLayerError) as info:
         nir_io.from_nir(g)
     msg = str(info.value)
-    assert "'weird'" in msg and node in msg and "supported:" in msg and "LIF" in msg
+    assert "'weird'" in msg and node in msg and "supported:" in msg and "CubaLIF" in msg
 
 
 def test_branching_graph_is_refused():
@@ -197,6 +197,98 @@ def test_corrupt_and_wrong_files_are_named(tmp_path):
         nir_io.read_nir(broken)
 
 
+def _write_raw(path, nodes, edges):
+    """A NIR file written with h5py alone (what a broken exporter might leave)."""
+    with h5py.File(path, "w") as fh:
+        fh["version"] = "1.0"
+        g = fh.create_group("node")
+        g["type"] = "NIRGraph"
+        grp = g.create_group("nodes")
+        for name, fields in nodes.items():
+            ng = grp.create_group(name)
+            for k, v in fields.items():
+                ng[k] = v
+        g["edges"] = np.array(edges, dtype="S")
+
+
+def test_bad_files_name_the_node(tmp_path, cnn_model):
+    from neurolocal.app.cli import main
+
+    lif = {"type": "LIF", "tau": np.ones(2), "r": np.ones(2), "v_leak": np.zeros(2),
+           "v_threshold": np.ones(2)}
+    nodes = {"input": {"type": "Input", "shape": np.array([2])},
+             "fc": {"type": "Affine", "weight": np.eye(2), "bias": np.zeros(2)},
+             "lif": lif, "output": {"type": "Output", "shape": np.array([2])}}
+    _write_raw(tmp_path / "dangling.nir", nodes,
+               [("input", "fc"), ("fc", "2_missing"), ("lif", "output")])
+    with pytest.raises(ConversionError, match="'fc' -> '2_missing' names node '2_missing'"):
+        nir_io.read_nir(tmp_path / "dangling.nir")
+    assert main(["run", str(tmp_path / "dangling.nir"), "--n-test", "5"]) == 2
+    broken = dict(nodes, lif={k: v for k, v in lif.items() if k != "tau"})  # no tau
+    _write_raw(tmp_path / "notau.nir", broken, [("input", "fc"), ("fc", "lif"),
+                                               ("lif", "output")])
+    with pytest.raises(ConversionError, match=r"NIR node 'lif' \(LIF\) is malformed"):
+        nir_io.read_nir(tmp_path / "notau.nir")
+    shapes = dict(nodes, fc={"type": "Affine", "weight": np.ones((2, 3)), "bias": np.zeros(2)})
+    _write_raw(tmp_path / "shapes.nir", shapes, [("input", "fc"), ("fc", "lif"),
+                                                ("lif", "output")])
+    with pytest.raises(ConversionError, match="'fc': Affine expects 3 inputs"):
+        nir_io.read_nir(tmp_path / "shapes.nir")
+    model, _ = cnn_model
+    whole = nir_io.write_nir(model, tmp_path / "whole.nir").read_bytes()
+    (tmp_path / "cut.nir").write_bytes(whole[: len(whole) // 2])  # a truncated copy
+    with pytest.raises(ConversionError, match="cut.nir.*truncated or corrupt"):
+        nir_io.read_nir(tmp_path / "cut.nir")
+    assert main(["run", str(tmp_path / "cut.nir")]) == 2
+
+
+def test_outputs_get_the_umask_and_named_temporaries(tmp_path, cnn_model):
+    import os
+
+    from neurolocal.fileio import TMP_MARK, atomic_write
+
+    model, _ = cnn_model
+    old = os.umask(0o022)
+    try:
+        path = nir_io.write_nir(model, tmp_path / "snn.nir", rules="fa")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert (nir_io.rules_path(path).stat().st_mode & 0o777) == 0o644
+    # a temporary file left by a killed writer (pid 2**22 + 1 is not running) goes next time
+    stale = tmp_path / f".snn.nir{TMP_MARK}{2**22 + 1}-dead"
+    stale.write_bytes(b"half a graph")
+    seen = []
+    atomic_write(path, lambda tmp: (seen.append(tmp), open(tmp, "wb").write(b"x")))
+    assert not stale.exists() and f".snn.nir{TMP_MARK}{os.getpid()}-" in seen[0]
+    assert path.read_bytes() == b"x"
+
+
+def test_rules_live_inside_the_graph_file(tmp_path, cnn_model):
+    from snntorch.import_nir import import_from_nir
+
+    model, _ = cnn_model
+    path = nir_io.write_nir(model, tmp_path / "net.nir", rules={"fc1": "fa"})
+    with h5py.File(path, "r") as fh:
+        assert nir_io.RULES_GROUP in fh and "node" in fh
+    graph = nir.read(path)  # NIR readers ignore the group
+    assert set(graph.nodes) >= {"fc1", "lif1"}
+    import_from_nir(graph)  # and so does snntorch's importer
+    # a kill between writing the graph and its sidecar: new graph, old sidecar
+    old_side = nir_io.rules_path(path).read_text()
+    nir_io.write_nir(model, path, rules={"fc2": "dfa"})
+    nir_io.rules_path(path).write_text(old_side)
+    with pytest.warns(UserWarning, match="earlier version"):
+        back = nir_io.read_nir(path)
+    assert back.metadata["rules"] == {"fc2": "dfa"}  # the graph's own rules
+    # a graph from another tool with a sidecar that belongs to another file: refused
+    foreign = tmp_path / "foreign.nir"
+    nir.write(foreign, nir_io.to_nir(model))
+    nir_io.rules_path(foreign).write_text(old_side)
+    with pytest.raises(ConversionError, match="belongs to another version of foreign.nir"):
+        nir_io.read_nir(foreign)
+
+
 def test_rule_sidecar_keyed_by_node_names(tmp_path, cnn_model):
     model, _ = cnn_model
     rules = {"fc1": "dw = lr * pre.x1 * post.err", "conv1": {"rule": "fa", "lr": 0.01}}
@@ -204,7 +296,7 @@ def test_rule_sidecar_keyed_by_node_names(tmp_path, cnn_model):
     side = tmp_path / "net.rules.json"
     assert nir_io.rules_path(path) == side and side.exists()
     data = json.loads(side.read_text())
-    assert data["graph"] == "net.h5" and data["rules"] == rules
+    assert data["graph"] == "net.h5" and data["rules"] == rules and data["graph_sha256"]
     assert nir_io.read_nir(path).metadata["rules"] == rules
     # one string for the whole network: every synaptic node gets it
     nir_io.write_nir(model, path, rules="fa")

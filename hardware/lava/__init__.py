@@ -47,11 +47,7 @@ class _LavaTarget(Target):
     def run_converted(self, model: Any, x: Any, timesteps: int, **kw: Any) -> Any:
         from .inference import run_lava
 
-        if self.tag != "fixed_pt":
-            from neurolocal.errors import LoweringError
-            raise LoweringError("converted networks run on lava:fixed_pt (the quantised, "
-                                "bit-accurate model); lava:floating_pt runs learning graphs")
-        return run_lava(model, x, timesteps, **kw)
+        return run_lava(model, x, timesteps, tag=self.tag, **kw)
 
 
 class LavaFixedTarget(_LavaTarget):
@@ -63,3 +59,4 @@ class LavaFixedTarget(_LavaTarget):
 class LavaFloatTarget(_LavaTarget):
     name = "lava:floating_pt"
     tag = "floating_pt"
+    runs_converted = True  # the same graph with the float model's weights

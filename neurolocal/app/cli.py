@@ -1,4 +1,4 @@
-"""The ``neurolocal`` command line: rules, check, compile, train, convert, run, export, demo.
+"""The ``neurolocal`` command line: rules, check, compile, train, convert, run, export, plot, demo.
 
 Exit status: 0 success (for ``check``: the rule is local), 1 ``check`` found the rule
 non-local, 2 unusable input (a clear message on stderr says which input and the fix),
@@ -196,8 +196,15 @@ def train_config(args):
 
 
 def cmd_train(args) -> int:
-    from .training import train
+    from .training import check_destination, train
+    if args.plot:
+        check_destination(args.plot, "--plot")
     result = train(train_config(args), progress=not args.json).to_dict()
+    if args.plot:
+        from .plots import plot_training
+        path = plot_training(result, args.plot)
+        if not args.json:
+            print(f"  plot: {path}")
     if args.json:
         print(json.dumps(result))
         return EXIT_OK
@@ -254,6 +261,8 @@ def _add_train_parser(sub) -> None:
     s.add_argument("--out", help="checkpoint file (HDF5), written atomically every epoch")
     s.add_argument("--init", help="start from this checkpoint (trained on any target)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--plot", default=None, metavar="FILE",
+                   help="draw accuracy and alignment angles per epoch as a PNG")
     s.add_argument("--allow-nonlocal", action="store_true")
     s.add_argument("--spiking", action="store_true", help="train online on a spiking target")
     s.add_argument("--target", default=None, choices=choices(),
@@ -269,7 +278,12 @@ def _add_train_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from neurolocal.hardware.base import choices
 
-    from .cli_convert import add_convert_parser, add_export_parser, add_run_parser
+    from .cli_convert import (
+        add_convert_parser,
+        add_export_parser,
+        add_plot_parser,
+        add_run_parser,
+    )
     p = argparse.ArgumentParser(prog="neurolocal", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = p.add_subparsers(dest="command", required=True)
@@ -296,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_parser(sub)
     add_run_parser(sub)
     add_export_parser(sub)
+    add_plot_parser(sub)
 
     s = sub.add_parser("demo", help="check, train (rate and online spiking), convert, print a "
                                     "table")

@@ -1,20 +1,28 @@
-"""``neurolocal convert`` and ``neurolocal run``: argparse wiring for the converters' API.
+"""``neurolocal convert``, ``run`` and ``plot``: argparse wiring for the converters' API.
 
-:mod:`.cli` calls :func:`add_convert_parser` and :func:`add_run_parser` with its subparsers.
-Importing this module is cheap (torch, Brian2 and Lava load only when a command runs). The
-targets offered are the registry's spiking targets; ``run`` also evaluates a checkpoint that
-was trained on a spiking target, with that target's own neuron model.
+:mod:`.cli` calls :func:`add_convert_parser`, :func:`add_run_parser` and
+:func:`add_plot_parser` with its subparsers. Importing this module is cheap (torch, Brian2 and
+Lava load only when a command runs). The targets offered are the registry's spiking targets;
+``run`` also evaluates a checkpoint that was trained on a spiking target, with that target's
+own neuron model. Every out-of-range value is refused naming its flag, before work starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["add_convert_parser", "add_export_parser", "add_run_parser", "cmd_convert",
-           "cmd_run"]
+from neurolocal.errors import NeurolocalError
+
+__all__ = ["add_convert_parser", "add_export_parser", "add_plot_parser", "add_run_parser",
+           "cmd_convert", "cmd_plot", "cmd_run"]
 
 
 def _targets(converted: bool) -> list[str]:
@@ -37,6 +45,15 @@ def _common(p: argparse.ArgumentParser, *, converted: bool) -> None:
                    help="test images to evaluate on (default 1000; 0 skips evaluation)")
     p.add_argument("--device", default=None, help="snntorch device, e.g. cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed for Poisson input (default 0)")
+    p.add_argument("--dt", type=float, default=None,
+                   help="time step of a NIR input in seconds (NIR stores none; default: the "
+                        "file's own if neurolocal wrote it, else snntorch's 1e-4)")
+    p.add_argument("--codegen", choices=("auto", "cython", "numpy"),
+                   default=os.environ.get("NEUROLOCAL_BRIAN2_CODEGEN", "auto"),
+                   help="brian2: code generation (default auto: cython where a compiler works, "
+                        "compiled once; or $NEUROLOCAL_BRIAN2_CODEGEN)")
+    p.add_argument("--plot", default=None, metavar="FILE",
+                   help="also draw the results as a PNG (see `neurolocal plot`)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -62,7 +79,11 @@ def add_convert_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-calibration", type=int, default=2000,
                    help="training images for normalisation (default 2000)")
     p.add_argument("--input-shape", default=None,
-                   help="unbatched input shape for conv models, e.g. 1,28,28")
+                   help="unbatched input shape, e.g. 1,28,28 (default: inferred, or the "
+                        "data set's image shape)")
+    p.add_argument("--arch", default=None, metavar="FILE.py:FUNCTION",
+                   help="for a state_dict: a function (called without arguments) that builds "
+                        "the nn.Sequential it was saved from")
     p.add_argument("--rules", default=None,
                    help="learning rules for the sidecar: a JSON file {node: rule} or a rule "
                         "file applied to every synaptic node")
@@ -102,6 +123,79 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``plot RESULT.json [--out FILE]``."""
+    p = subparsers.add_parser(
+        "plot", help="draw the JSON result of train, convert or run as a PNG",
+        description="Draw what `train --json`, `convert --json` or `run --json` printed: "
+                    "training curves with the alignment angles, accuracy against T, spike "
+                    "rasters and per-layer rates, fixed point against float.")
+    p.add_argument("result", help="a JSON file written by a command run with --json")
+    p.add_argument("--out", "-o", default=None,
+                   help="the PNG to write (default: RESULT.png beside the JSON)")
+    p.set_defaults(func=cmd_plot)
+    return p
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """The ``plot`` command."""
+    from .plots import plot_file
+
+    print(f"wrote {plot_file(args.result, args.out)}")
+    return 0
+
+
+def _check_flags(args: argparse.Namespace, command: str) -> None:
+    """Refuse out-of-range values naming the flag (before anything is loaded)."""
+    def bad(flag: str, need: str, value: Any) -> NeurolocalError:
+        return NeurolocalError(f"{flag} must be {need}, got {value!r}")
+
+    if args.timesteps is not None and args.timesteps < 1:
+        raise bad("--timesteps/-T", "an integer >= 1", args.timesteps)
+    if args.n_test < 0:
+        raise bad("--n-test", "an integer >= 0 (0 skips evaluation)", args.n_test)
+    if args.seed < 0:
+        raise bad("--seed", "an integer >= 0", args.seed)
+    if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):
+        raise bad("--dt", "a time step > 0 in seconds (e.g. 1e-3)", args.dt)
+    if args.plot:
+        from .training import check_destination
+
+        check_destination(args.plot, "--plot")
+    if command != "convert":
+        return
+    if args.n_calibration < 1:
+        raise bad("--n-calibration", "an integer >= 1", args.n_calibration)
+    if not 0.0 < args.percentile <= 100.0:
+        raise bad("--percentile", "in (0, 100]", args.percentile)
+    if not 0.0 <= args.v_init < 1.0:
+        raise bad("--v-init", "a fraction of the threshold in [0, 1)", args.v_init)
+    if args.neuron == "LIF" and not 0.0 < args.beta < 1.0:
+        raise bad("--beta", "in (0, 1) for --neuron LIF (beta = 1 is IF)", args.beta)
+    if args.out:
+        from .training import check_destination
+
+        check_destination(args.out, "--out")
+
+
+def _input_shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+        if not shape or min(shape) < 1:
+            raise ValueError
+    except ValueError:
+        raise NeurolocalError(f"--input-shape {text!r}: expected positive integers such as "
+                              "1,28,28") from None
+    return shape
+
+
+def _sweep(timesteps: int) -> list[int]:
+    """The T values of an accuracy-against-T plot: powers of two up to 2T, and T."""
+    return sorted({2**k for k in range(int(math.log2(2 * timesteps)) + 1)} | {timesteps})
+
+
 def _say(args: argparse.Namespace, msg: str) -> None:
     if not args.json:
         print(msg, file=sys.stderr, flush=True)
@@ -126,26 +220,51 @@ def _rules_arg(value: str | None) -> Any:
     return text
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    """The ``convert`` command: exit 0 on success."""
+@contextlib.contextmanager
+def _notes_only() -> Iterator[None]:
+    """Convention warnings are printed as notes (once), not as Python warnings too."""
+    from neurolocal.converters.nir_import import NIRConventionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRConventionWarning)
+        warnings.filterwarnings("ignore", message=".*belongs to an earlier version.*")
+        yield
+
+
+def _convert(args: argparse.Namespace) -> Any:
     from neurolocal.converters.api import convert
 
-    shape = None
-    if args.input_shape:
-        shape = tuple(int(s) for s in args.input_shape.replace("x", ",").split(",") if s)
-    args.timesteps = 32 if args.timesteps is None else args.timesteps
-    _say(args, f"converting {args.model} for {args.target}, T={args.timesteps} ...")
-    res = convert(
+    return convert(
         args.model, timesteps=args.timesteps, target=args.target, neuron=args.neuron,
         beta=args.beta if args.neuron == "LIF" else 1.0, v_init=args.v_init,
         normalisation=args.normalisation,
         percentile=args.percentile, input=args.input, dataset=args.dataset,
-        n_calibration=args.n_calibration, n_eval=args.n_test or None, input_shape=shape,
-        out=args.out, rules=_rules_arg(args.rules), device=args.device, seed=args.seed,
-        progress=not args.json,
+        n_calibration=args.n_calibration, n_eval=args.n_test or None,
+        input_shape=_input_shape(args.input_shape), out=args.out,
+        rules=_rules_arg(args.rules), device=args.device, seed=args.seed,
+        progress=not args.json, arch=args.arch, dt=args.dt, codegen=args.codegen,
+        sweep=_sweep(args.timesteps) if args.plot else None,
     )
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """The ``convert`` command: exit 0 on success."""
+    _check_flags(args, "convert")
+    _input_shape(args.input_shape)
+    args.timesteps = 32 if args.timesteps is None else args.timesteps
+    _say(args, f"converting {args.model} for {args.target}, T={args.timesteps} ...")
+    with _notes_only():
+        res = _convert(args)
+    d = res.as_dict()
+    plotted = None
+    if args.plot and res.run is not None:
+        from .plots import plot_conversion
+
+        plotted = plot_conversion(d, args.plot)
     if args.json:
-        print(json.dumps(res.as_dict(), sort_keys=True))
+        for note in res.notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(json.dumps(d, sort_keys=True))
         return 0
     print(res.model.summary())
     if res.run is not None:
@@ -155,35 +274,70 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(res.run.table())
     if res.path is not None:
         print(f"\nwrote {res.path}")
+    if plotted is not None:
+        print(f"wrote {plotted}")
     for note in res.notes:
         print(f"note: {note}")
     return 0
+
+
+def _run_dict(args: argparse.Namespace, res: Any) -> dict[str, Any]:
+    import numpy as np
+
+    from .plots import raster_json
+
+    d = {"kind": "run", "target": args.target, "timesteps": args.timesteps,
+         "snn_accuracy": res.extra.get("accuracy"),
+         "synops_per_inference": res.synops_per_inference,
+         "spikes_per_inference": res.spikes_per_inference,
+         "input_macs_per_inference": res.input_macs, "n_eval": len(res.predictions),
+         "layers": [s.as_dict() for s in res.layer_stats], "seconds": round(res.seconds, 3),
+         "notes": res.extra.get("notes", [])}
+    if "raster" in res.extra:
+        d["raster"] = raster_json(res.extra["raster"])
+    if "output_scale" in res.extra:
+        d["output_scale"] = res.extra["output_scale"]
+    ref = res.extra.get("float_reference")
+    if ref is not None:
+        d["outputs"] = np.asarray(res.outputs).tolist()
+        d["float_reference"] = {"target": ref["target"], "accuracy": ref["accuracy"],
+                                "layers": ref["layers"],
+                                "outputs": np.asarray(ref["outputs"]).tolist()}
+    return d
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The ``run`` command: a converted network (NIR) or a spiking-trained checkpoint."""
     from .deploy import is_checkpoint, run_checkpoint
 
+    _check_flags(args, "run")
     if is_checkpoint(args.snn):
         return run_checkpoint(args)
     from neurolocal.converters.api import run_snn
 
     args.timesteps = 32 if args.timesteps is None else args.timesteps
     _say(args, f"running {args.snn} on {args.target}, T={args.timesteps} ...")
-    res = run_snn(args.snn, args.target, timesteps=args.timesteps, input=args.input,
-                  dataset=args.dataset, n_eval=args.n_test or 1000, device=args.device,
-                  seed=args.seed, progress=not args.json)
-    acc = res.extra.get("accuracy")
+    with _notes_only():
+        res = run_snn(args.snn, args.target, timesteps=args.timesteps, input=args.input,
+                      dataset=args.dataset, n_eval=args.n_test or 1000, device=args.device,
+                      seed=args.seed, progress=not args.json, dt=args.dt, codegen=args.codegen,
+                      raster=1 if args.plot else 0,
+                      reference=bool(args.plot) and args.target.startswith("lava"))
+    d = _run_dict(args, res)
+    plotted = None
+    if args.plot:
+        from .plots import plot_run
+
+        plotted = plot_run(d, args.plot)
+    for note in d["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps({
-            "target": args.target, "timesteps": args.timesteps, "snn_accuracy": acc,
-            "synops_per_inference": res.synops_per_inference,
-            "spikes_per_inference": res.spikes_per_inference,
-            "input_macs_per_inference": res.input_macs, "n_eval": len(res.predictions),
-            "layers": [s.as_dict() for s in res.layer_stats], "seconds": round(res.seconds, 3),
-        }, sort_keys=True))
+        print(json.dumps(d, sort_keys=True))
         return 0
+    acc = d["snn_accuracy"]
     print(f"{args.target}, T={args.timesteps}: accuracy {100 * acc:.2f} % on "
           f"{len(res.predictions)} test images ({res.seconds:.1f} s)")
     print(res.table())
+    if plotted is not None:
+        print(f"wrote {plotted}")
     return 0

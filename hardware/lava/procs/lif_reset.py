@@ -1,8 +1,10 @@
-"""Lava's bit-accurate ``LIFReset`` with reset by subtraction and an initial membrane.
+"""Lava's ``LIFReset`` models with reset by subtraction and an initial membrane.
 
 Used by converted networks (:mod:`neurolocal.hardware.lava.inference`) through
-``exception_proc_model_map``: Lava's stock model resets v to 0 after a spike, snntorch's
-``Leaky`` (which conversion targets) subtracts the threshold in the next step.
+``exception_proc_model_map``: Lava's stock models reset v to 0 after a spike, snntorch's
+``Leaky`` (which conversion targets) subtracts the threshold in the next step. One subclass
+per stock model -- bit-accurate ``PyLifResetModelBitAcc`` and float ``PyLifResetModelFloat``
+-- each changing only the two resets.
 """
 
 from __future__ import annotations
@@ -11,41 +13,91 @@ import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-from lava.proc.lif.models import PyLifResetModelBitAcc
+from lava.proc.lif.models import PyLifResetModelBitAcc, PyLifResetModelFloat
 from lava.proc.lif.process import LIFReset
 
+__all__ = ["PyLifResetSubtractBitAcc", "PyLifResetSubtractFloat"]
 
-@implements(proc=LIFReset, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("bit_accurate_loihi", "fixed_pt")
-class PyLifResetSubtractBitAcc(PyLifResetModelBitAcc):
-    """Identical to ``PyLifResetModelBitAcc`` except (a) after a spike, instead of ``v = 0``,
-    the next step subtracts the scaled threshold after the decay and input,
-    ``v[t] = decay(v[t-1]) + u[t] + bias - (vth << 6) * s[t-1]``
-    (``proc_params["neurolocal_reset"] == "zero"`` keeps Lava's zeroing), and (b) the
-    periodic reset sets ``v`` to ``proc_params["neurolocal_v0"]`` instead of 0.
+
+class _SubtractReset:
+    """The two changed resets, shared by the fixed and the float model.
+
+    (a) After a spike, instead of ``v = 0``, the next step subtracts the (scaled) threshold
+    after the decay and input, ``v[t] = decay(v[t-1]) + u[t] + bias - vth * s[t-1]``
+    (``proc_params["neurolocal_reset"] == "zero"`` keeps Lava's zeroing); (b) the periodic
+    reset sets ``v`` to ``proc_params["neurolocal_v0"]`` instead of 0.
     """
 
-    def __init__(self, proc_params: dict) -> None:
-        super().__init__(proc_params)
+    def _init_resets(self, proc_params: dict, v0_type: type) -> None:
         self.prev_spikes: np.ndarray | None = None
         self.subtract = proc_params.get("neurolocal_reset", "subtract") == "subtract"
-        self.v0 = int(proc_params.get("neurolocal_v0", 0))
+        self.v0 = v0_type(proc_params.get("neurolocal_v0", 0))
 
-    def run_spk(self) -> None:
-        a_in_data = self.a_in.recv()
+    def _window_reset(self) -> None:
         if (self.time_step % self.reset_interval) == self.reset_offset:
             self.u *= 0
             self.v[:] = self.v0
             self.prev_spikes = None
-        self.scale_bias()
-        if not self.isthrscaled:
-            self.scale_threshold()
+
+    def _step(self, a_in_data: np.ndarray, vth: float) -> None:
         self.subthr_dynamics(activation_in=a_in_data)
         if self.subtract and self.prev_spikes is not None:
-            self.v[self.prev_spikes] -= self.effective_vth
+            self.v[self.prev_spikes] -= vth
         s_out = self.spiking_activation()
         if not self.subtract:
             self.reset_voltage(spike_vector=s_out)
         self.prev_spikes = s_out.copy()
         self.s_out.send(s_out)
+
+
+@implements(proc=LIFReset, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyLifResetSubtractBitAcc(_SubtractReset, PyLifResetModelBitAcc):
+    """``PyLifResetModelBitAcc`` with the resets of :class:`_SubtractReset` (v in v units,
+    the threshold subtracted as ``vth << 6``).
+
+    For the converted networks' IF neurons (``du = 4095``: u is the step's input; ``dv = 0``:
+    no leak) Lava's decays multiply by 0 and by 4096 >> 12: the sub-threshold step is then
+    computed without them, the same integers in a third of the time (the dtypes, the 24-bit
+    wrap of u and the clip of v are Lava's).
+    """
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self._init_resets(proc_params, int)
+
+    def subthr_dynamics(self, activation_in: np.ndarray) -> None:
+        if not (self.du + self.ds_offset == self.decay_unity and self.dv + self.dm_offset == 0):
+            super().subthr_dynamics(activation_in)
+            return
+        curr = np.left_shift(activation_in.astype(np.int32, copy=False), self.act_shift)
+        wrapped = np.where(curr > self.max_uv_val, curr - 2 * self.max_uv_val, curr)
+        wrapped = np.where(wrapped <= -self.max_uv_val, curr + 2 * self.max_uv_val, wrapped)
+        self.u[:] = wrapped
+        limit = np.int32(self.max_uv_val) - 1
+        self.v[:] = np.clip(self.v + self.u + self.effective_bias, -limit, limit)
+
+    def run_spk(self) -> None:
+        a_in_data = self.a_in.recv()
+        self._window_reset()
+        self.scale_bias()
+        if not self.isthrscaled:
+            self.scale_threshold()
+        self._step(a_in_data, self.effective_vth)
+
+
+@implements(proc=LIFReset, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyLifResetSubtractFloat(_SubtractReset, PyLifResetModelFloat):
+    """``PyLifResetModelFloat`` with the resets of :class:`_SubtractReset`."""
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self._init_resets(proc_params, float)
+
+    def run_spk(self) -> None:
+        a_in_data = self.a_in.recv()
+        self._window_reset()
+        self._step(a_in_data, self.vth)

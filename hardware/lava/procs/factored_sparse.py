@@ -1,0 +1,93 @@
+"""One synapse stage as a chain of sparse matrices, for layers whose ops are not one matrix.
+
+Why: a converted conv layer is often a pool followed by a conv. Composed into one matrix, every
+input pixel of a 2x2 pool carries the conv's weights again: four times the weights of the two
+ops applied in turn. :class:`FactoredSparse` keeps the factors, ``a_out = F_k ... F_1 s_in``,
+with the semantics of Lava's ``Sparse`` otherwise: the output of a step is buffered and sent
+in the next (one step of delay), binary or graded input (``num_message_bits``), and in fixed
+point the weight exponent's shift (a floor shift for a negative exponent) on the integer sum.
+The fixed-point factors are the quantiser's loadable integers
+(:meth:`neurolocal.converters.quantise.QuantLayer.factors`, whose product is checked equal to
+the matrix Lava's ``Dense`` receives), so the sums are the same integers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+__all__ = ["FactoredSparse", "PyFactoredSparseFixed", "PyFactoredSparseFloat"]
+
+
+class FactoredSparse(AbstractProcess):
+    """``a_out = factors[-1] @ ... @ factors[0] @ s_in`` (scipy CSR matrices, in order)."""
+
+    def __init__(self, *, factors: list[Any], weight_exp: int = 0, num_message_bits: int = 0,
+                 name: str | None = None) -> None:
+        for a, b in zip(factors[:-1], factors[1:]):
+            if a.shape[0] != b.shape[1]:
+                raise ValueError(f"FactoredSparse: factor shapes {a.shape} then {b.shape} "
+                                 "do not chain")
+        n_in, n_out = factors[0].shape[1], factors[-1].shape[0]
+        super().__init__(factors=list(factors), weight_exp=int(weight_exp),
+                         num_message_bits=int(num_message_bits), name=name)
+        self.s_in = InPort(shape=(n_in,))
+        self.a_out = OutPort(shape=(n_out,))
+        self.a_buff = Var(shape=(n_out,), init=0)
+
+
+class _FactoredModel(PyLoihiProcessModel):
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.factors = proc_params["factors"]
+        self.graded = proc_params["num_message_bits"] > 0
+        self.weight_exp = proc_params["weight_exp"]
+
+    def _accumulate(self, s_in: np.ndarray, dtype: Any) -> np.ndarray:
+        h = s_in if self.graded else s_in.astype(bool)
+        h = h.astype(dtype)
+        for f in self.factors:
+            h = f.dot(h)
+        return h
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buff)  # the previous step's sum: Sparse's one-step delay
+        self.a_buff = self._finish(self._accumulate(self.s_in.recv(), self._dtype))
+
+
+@implements(proc=FactoredSparse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyFactoredSparseFloat(_FactoredModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    a_buff: np.ndarray = LavaPyType(np.ndarray, float)
+    _dtype = np.float64
+
+    def _finish(self, h: np.ndarray) -> np.ndarray:
+        return h
+
+
+@implements(proc=FactoredSparse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyFactoredSparseFixed(_FactoredModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=16)
+    a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    _dtype = np.int64
+
+    def _finish(self, h: np.ndarray) -> np.ndarray:
+        e = self.weight_exp
+        h = np.left_shift(h, e) if e > 0 else np.right_shift(h, -e)
+        return h.astype(np.int32)
