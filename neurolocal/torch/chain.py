@@ -179,6 +179,12 @@ def _ops(model) -> list[tuple[str, str, Any]]:
 
 def read_chain(model) -> Chain:
     """The model's layers; refuses, by name, what local_rule cannot wrap."""
+    import torch.nn as nn
+
+    for name, mod in model.named_modules():  # fx would trace into them
+        if isinstance(mod, nn.RNNBase | nn.RNNCellBase):
+            _refuse(f"layer {name or 'model'!r} ({type(mod).__name__})",
+                    "recurrent layers are not supported yet")
     chain = Chain()
     for kind, where, payload in _ops(model):
         if chain.output is not None:
