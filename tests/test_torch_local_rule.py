@@ -255,3 +255,34 @@ def test_local_rule_on_cuda_matches_the_cpu():
         nn.functional.cross_entropy(m(x.to(d)), y.to(d)).backward()
     for a, b in zip(models["cpu"].parameters(), models["cuda"].parameters()):
         torch.testing.assert_close(a.grad, b.grad.cpu(), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ending", ["log_softmax", "sigmoid", "linear"])
+def test_the_teaching_signal_is_the_label_under_the_matching_loss(ending):
+    """target = r - N dL/da: the labels for NLL after LogSoftmax, summed BCE after Sigmoid,
+    half the summed squared error of a linear output."""
+    act = {"log_softmax": "softmax"}.get(ending, ending)
+    net = nl.build_mlp([12, 8, 4], nl.get_rule("fa"), output_activation=act, seed=1)
+    prog = RateRunner(nl.build_mlp([12, 8, 4], nl.get_rule("fa"), output_activation=act,
+                                   seed=1), backend="numpy")
+    seq = mlp_from(net)
+    if ending == "log_softmax":
+        seq.append(nn.LogSoftmax(1))
+    elif ending == "sigmoid":
+        seq.append(nn.Sigmoid())
+    model = local_rule(seq, "fa", seed=1, output="linear" if ending == "linear" else None)
+    topt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for x, y in _batches(3, 12, 4, batch=6):
+        onehot = np.eye(4, dtype=np.float32)[y]
+        prog.step(x, onehot, Optimiser("sgd"))
+        out, t = model(torch.as_tensor(x)), torch.as_tensor(onehot)
+        if ending == "log_softmax":
+            loss = nn.functional.nll_loss(out, torch.as_tensor(y))
+        elif ending == "sigmoid":
+            loss = nn.functional.binary_cross_entropy(out, t, reduction="sum") / len(t)
+        else:
+            loss = 0.5 * ((out - t) ** 2).sum(1).mean()
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+    assert _max_diff(prog.sync(), model.network()) < 2e-6

@@ -127,7 +127,10 @@ class FusedBinding:
         self.params = [runner.state[FORWARD][k]["w"] for k in range(1, net.depth + 1)]
         for name in self.prog.learned:
             self.params += [runner.state[name][k]["w"] for k in range(1, net.depth)]
-        self.key = tuple(id(p) for p in self.params)
+        self._refs = [runner.state[FORWARD][k] for k in range(1, net.depth + 1)]
+        for name in self.prog.learned:
+            self._refs += [runner.state[name][k] for k in range(1, net.depth)]
+        self._kernel: tuple | None = None  # (Optimiser, its KernelStep)
         total = sum(p.numel() for p in self.params)
         self.flat = torch.zeros(total, dtype=self.params[0].dtype, device=self.params[0].device)
         self.grads, offset = [], 0
@@ -156,11 +159,7 @@ class FusedBinding:
     @property
     def valid(self) -> bool:
         """False once the runner's state tensors were replaced (the views would be stale)."""
-        r = self.runner
-        now = [r.state[FORWARD][k]["w"] for k in range(1, self.depth + 1)]
-        for name in self.prog.learned:
-            now += [r.state[name][k]["w"] for k in range(1, self.depth)]
-        return tuple(id(p) for p in now) == self.key
+        return all(d["w"] is p for d, p in zip(self._refs, self.params))
 
     def descent(self, x, target) -> None:
         """Forward sweep and the rule's descent directions into :attr:`flat`."""
@@ -169,11 +168,11 @@ class FusedBinding:
                            self.Gb, self.GF)
 
     def step(self, x, target, opt: Optimiser) -> None:
-        import torch
-
-        with torch.no_grad():
-            self.descent(x, target)
-            if self.runner.reduce is not None:
-                self.runner.reduce([self.flat])
-            opt.step()
-            kernel_step(opt, self.params, self.grads).step()
+        """One step: descent, the all-reduce when distributed, the optimiser's kernel."""
+        self.descent(x, target)  # nothing here requires grad: no autograd graph is kept
+        if self.runner.reduce is not None:
+            self.runner.reduce([self.flat])
+        if self._kernel is None or self._kernel[0] is not opt:
+            self._kernel = (opt, kernel_step(opt, self.params, self.grads))
+        opt.step()
+        self._kernel[1].step()
