@@ -33,6 +33,12 @@ def test_the_fused_program_runs_exactly_the_one_sweep_rules():
     assert fused == FUSED
     assert "phases" in fusable(nl.get_rule("ar"), chain_of(net))
     assert "redrawn every batch" in fusable(nl.get_rule("brsf"), chain_of(net))
+    padded = nl.parse_rule("rule p\nglobal lr = 0.01\noutput err = r - target\n"
+                           "feedback B = output.err -> err via random\n"
+                           "on W: dw = -lr * post.err * (pre.r - 1)\n")
+    conv = build_cnn((1, 8, 8), [(2, 3, 1, 1)], [], 3, padded)
+    assert "zero padding" in fusable(padded, chain_of(conv))  # the unfolded path runs it
+    assert not RateRunner(conv, backend="torch").fused
 
 
 @pytest.mark.parametrize("name", sorted(FUSED))

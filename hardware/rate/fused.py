@@ -39,7 +39,7 @@ from neurolocal.symbols import Ref
 from neurolocal.terms import split_terms
 
 from ..printing import ArrayPrinter
-from .lower import _pre_fills, check_executable
+from .lower import _conv_ready, _pre_fills, check_executable
 
 TEACH = "nl_teach"  #: the pseudo-compartment carrying the teaching signal in grad mode
 _ALIASES = ("s", "x1", "x2", "y1", "y2", "y3")
@@ -510,6 +510,9 @@ class _Generator:
             if layer.activation not in _ACTIVATIONS or \
                     (layer.activation == "softmax" and k != top):
                 _refuse(f"layer {k} activation {layer.activation!r}")
+            if layer.conv is not None and not _conv_ready(rule, None):
+                _refuse(f"conv layer {k}: the update's pre factor does not vanish in the "
+                        "zero padding (the unfolded path computes it)")
         st = self.st
         st.lines.append("    # output layer")
         for eq in rule.output:

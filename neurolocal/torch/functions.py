@@ -77,17 +77,9 @@ class GenericRule(torch.autograd.Function):
         wrapper = ctx.wrapper
         tensors = ctx.saved_tensors
         runner = wrapper.runner(tensors, grad.device)
-        comps = ctx.comps
-        target = comps[-1]["r"] - wrapper.teaching(grad).float()
-        if ctx.clean is not None:
-            clean = runner.errors(ctx.clean, target)
-            for c, s in zip(comps, clean):
-                c.update({f"{k}~slow": v for k, v in s.items()})
-        comps = runner.errors(comps, target)
-        ups = runner.updates(comps, descent=True)
-        for name, ph in runner.rule.phases.items():
-            if ph.kind == "noise":
-                ups.update(runner.mirror_updates(name, comps[0]["r"].shape[0], descent=True))
+        with torch.autocast(grad.device.type, enabled=False):
+            ups = _generic_updates(runner, ctx.comps, ctx.clean,
+                                   wrapper.teaching(grad).float())
         depth = runner.net.depth
         GW, Gb = [None] * (depth + 1), [None] * (depth + 1)
         GF: dict = {name: {} for name in wrapper.learned}
@@ -100,6 +92,20 @@ class GenericRule(torch.autograd.Function):
                 GF[proj][layer] = d["w"]
         ctx.comps = ctx.clean = None
         return (None, None, *_grad_dtype(wrapper.pack(GW, Gb, GF), tensors))
+
+
+def _generic_updates(runner, comps: list, clean: list | None, teach) -> dict:
+    """The rate runner's descent directions for a forward sweep and a teaching signal."""
+    target = comps[-1]["r"] - teach
+    if clean is not None:  # slow(X): X in the same sweep without the noise
+        for c, s in zip(comps, runner.errors(clean, target)):
+            c.update({f"{k}~slow": v for k, v in s.items()})
+    comps = runner.errors(comps, target)
+    ups = runner.updates(comps, descent=True)
+    for name, ph in runner.rule.phases.items():
+        if ph.kind == "noise":
+            ups.update(runner.mirror_updates(name, comps[0]["r"].shape[0], descent=True))
+    return ups
 
 
 def _autocast_state(x) -> tuple | None:
