@@ -135,6 +135,9 @@ def test_state_dict_checkpoints_round_trip(tmp_path):
     x = torch.rand(4, 20)
     assert torch.equal(fresh(x), model(x))
     assert torch.equal(fresh.feedback.B2, model.feedback.B2)
+    torch.save(model, tmp_path / "whole.pt")  # the whole module pickles too
+    whole = torch.load(tmp_path / "whole.pt", weights_only=False)
+    assert torch.equal(whole(x), model(x)) and whole.program is not None
 
 
 def test_layers_it_cannot_wrap_are_refused_by_name():

@@ -565,5 +565,13 @@ class FusedProgram:
         self.learned = [fb.name for fb in rule.feedback.values() if rule.is_learned(fb.name)]
         self.fixed = [fb.name for fb in rule.feedback.values() if not rule.is_learned(fb.name)]
 
+    def __reduce__(self):
+        """Pickled as its inputs (the generated functions are made again on load)."""
+        return _rebuild, (self.rule, self.layers, self.teach, self.sink)
+
+
+def _rebuild(rule: Rule, layers: list[Layer], teach: str, sink: str) -> FusedProgram:
+    return FusedProgram(rule, layers, teach=teach, sink=sink)
+
 
 __all__ = ["TEACH", "FusedProgram", "Layer", "chain_of", "fusable", "generate_fused_source"]

@@ -125,6 +125,11 @@ class LocalRule(torch.nn.Module):
                 state[name][k]["w"] = t.float()
         return self._runner
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_runner"] = None  # remade on first use (holds generated code)
+        return state
+
     # -- torch ---------------------------------------------------------------------------
     def forward(self, x):
         fn = FusedRule if self.program is not None else GenericRule
