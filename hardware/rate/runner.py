@@ -13,7 +13,9 @@ from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl
 
 from ..arrayops import numpy_ops, torch_device, torch_ops
+from .binding import FusedBinding
 from .compartments import RATE_ALIASES, Compartments, Pairwise, _Augmented, _Positions, _slow
+from .fused import chain_of, fusable
 from .lower import (
     RateSource,
     _fn,
@@ -35,7 +37,7 @@ class RateRunner:
 
     def __init__(self, net: Network, *, backend: str = "numpy", device: str = "cpu",
                  allow_nonlocal: bool = False, seed: int = 0, optimiser: Optimiser | None = None,
-                 batch_size: int = 50, program: RateSource | None = None):
+                 batch_size: int = 50, program: RateSource | None = None, fused: bool = True):
         from neurolocal.locality import require_local
 
         self.net, self.rule, self.backend = net, net.rule, backend
@@ -76,6 +78,13 @@ class RateRunner:
         self._start_at_zero = sorted({fb.target for fb in self.rule.feedback.values()}
                                      | set(relaxed_targets(self.rule, "neuron"))
                                      | set(relaxed_targets(self.rule, "output")))
+        #: data-parallel hook: called with the step's update tensors (batch means), averages
+        #: them across processes in place (neurolocal.app.distributed); None on one process
+        self.reduce = None
+        #: the fused program (torch, rules that need one sweep): :mod:`.binding`
+        self._fused = None
+        if backend == "torch" and fused and fusable(self.rule, chain_of(net)) is None:
+            self._fused = FusedBinding(self)
 
     # -- array helpers ---------------------------------------------------------------
     def asarray(self, a):
@@ -449,13 +458,24 @@ class RateRunner:
     def close(self) -> None:
         """Nothing to release: the state lives in this process."""
 
-    def step(self, x, target, opt: Optimiser | None = None) -> list[dict]:
+    @property
+    def fused(self) -> bool:
+        """Does :meth:`step` run the fused program (:mod:`.fused`)?"""
+        return self._fused is not None
+
+    def step(self, x, target, opt: Optimiser | None = None) -> list[dict] | None:
         """One training step on a batch: forward, error, updates, every declared phase.
 
-        ``opt``: this step's optimiser (default: the bound one).
+        ``opt``: this step's optimiser (default: the bound one). Returns the compartments,
+        or None where the fused program ran (it keeps none).
         """
         opt = opt or self.opt
         target = self.asarray(target)
+        if self._fused is not None:
+            if not self._fused.valid:
+                self._fused = FusedBinding(self)
+            self._fused.step(self.asarray(x), target, opt)
+            return None
         if self.rule.noise:
             comps = self.forward(x, noisy=True)
             if self.uses_slow:
@@ -472,6 +492,8 @@ class RateRunner:
         for name, ph in self.rule.phases.items():
             if ph.kind == "noise":
                 ups.update(self.mirror_updates(name, comps[0]["r"].shape[0], descent=descent))
+        if self.reduce is not None:
+            self.reduce([v for d in ups.values() for v in d.values()])
         if descent:
             self._apply_torch_adam(ups, opt)
         else:

@@ -81,6 +81,8 @@ class SnnTorchRunner:
                     self.fixed[(fb.name, layer)] = feedback_matrix(
                         fb, self.state[fb.name][layer]["w"], xp=torch)
         self._events = 0.0
+        #: data-parallel hook (neurolocal.app.distributed): averages the step's increments
+        self.reduce = None
 
     @property
     def events(self) -> float:
@@ -202,6 +204,8 @@ class SnnTorchRunner:
             incs = {}
             if tgt is not None:
                 incs = self.increments(comps)
+                if self.reduce is not None:
+                    self.reduce([v for d in incs.values() for v in d.values()])
                 self.apply(incs)
         return {"raw": raw, "comps": comps, "increments": incs}
 
@@ -219,6 +223,11 @@ class SnnTorchRunner:
     def step(self, x: Any, onehot: Any) -> dict:
         """Encode one batch of pixels as spikes and run one learning epoch on it."""
         return self.run_epoch(self.encode(x), onehot)
+
+    def step_shard(self, x: Any, onehot: Any, lo: int, hi: int) -> dict:
+        """Data-parallel step: encode the whole global batch (the same spikes a single
+        process draws for it), run the epoch on rows [lo, hi)."""
+        return self.run_epoch(self.encode(x)[:, lo:hi], onehot[lo:hi])
 
     def learn_spikes(self, spikes: Any, onehot: Any) -> None:
         """Spike trains (T, N, n0) in order, ``batch_size`` samples per learning epoch."""

@@ -192,7 +192,7 @@ def train_config(args):
         lr_decay=args.lr_decay, activation=args.activation, device=args.device, seed=args.seed,
         limit=args.samples, test_limit=args.test_samples, out=args.out, init=args.init,
         allow_nonlocal=args.allow_nonlocal, globals=_parse_set(args.set),
-        timesteps=args.timesteps, codegen=args.codegen)
+        timesteps=args.timesteps, codegen=args.codegen, distributed=args.distributed)
 
 
 def cmd_train(args) -> int:
@@ -200,6 +200,8 @@ def cmd_train(args) -> int:
     if args.plot:
         check_destination(args.plot, "--plot")
     result = train(train_config(args), progress=not args.json).to_dict()
+    if result.get("rank", 0) != 0:
+        return EXIT_OK  # --distributed: rank 0 reports
     if args.plot:
         from .plots import plot_training
         path = plot_training(result, args.plot)
@@ -272,6 +274,10 @@ def _add_train_parser(sub) -> None:
     s.add_argument("--codegen", default=None, choices=["auto", "cython", "numpy"],
                    help="brian2 target: code generation (default auto: cython if a compiler "
                         "works; or $NEUROLOCAL_BRIAN2_CODEGEN)")
+    s.add_argument("--distributed", action="store_true",
+                   help="data-parallel over torchrun's processes (rate targets, snntorch): "
+                        "torchrun --standalone --nproc_per_node N -m neurolocal train ... "
+                        "--distributed; --batch-size is per process")
     s.set_defaults(func=cmd_train)
 
 

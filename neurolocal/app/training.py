@@ -58,6 +58,8 @@ class TrainConfig:
     globals: dict[str, float] = field(default_factory=dict)
     timesteps: int | None = None
     codegen: str | None = None
+    #: data-parallel over torchrun's process group (:mod:`neurolocal.app.distributed`)
+    distributed: bool = False
 
 
 @dataclass
@@ -282,10 +284,13 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
     from neurolocal.checkpoint import load_checkpoint
     from neurolocal.hardware.base import get_target
 
+    from . import distributed
     from .data import load_dataset
 
     target = get_target(cfg.target)
     _check_config(cfg, target)
+    cfg = distributed.configure(cfg)  # --distributed: checks, this process's device
+    progress = progress and distributed.is_main(cfg)
     missing = target.available()
     if missing:
         raise NeurolocalError(missing)
@@ -312,10 +317,14 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
         if progress and init is not None:
             print(f"  {target.name}: the checkpoint's weights moved by at most "
                   f"{runner.rounding:.3g} onto the fixed-point grid", file=log)
+    group = distributed.start(cfg)
+    runner = distributed.wrap(runner, group)
+    extra.update(distributed.result_info(group))
     try:
         return _loop(cfg, target, runner, train_set, test_set, n_classes, extra, progress, log)
     finally:
         runner.close()
+        distributed.finish(group)
 
 
 def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_classes: int,
@@ -357,7 +366,7 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
         if progress:
             angles = " ".join(f"{k}={v:.1f}" for k, v in entry["feedback_angles"].items())
             print(f"  epoch {epoch}: test {entry['test_accuracy']:.2f}%  {angles}", file=log)
-        if cfg.out:
+        if cfg.out and getattr(runner, "is_main", True):  # one writer when distributed
             save_checkpoint(cfg.out, net, meta=_meta(cfg, target, entry, extra))
         _decay(runner, target, decay)
     if events0 is not None:
