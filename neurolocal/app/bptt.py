@@ -64,7 +64,7 @@ def sequence_loss(net: Network, logits, y):
     """Cross-entropy (softmax output) or squared error of the output at the last step."""
     import torch
 
-    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    y = torch.tensor(np.array(y), dtype=torch.long)
     if net.output_activation == "softmax":
         return torch.nn.functional.cross_entropy(logits, y)
     onehot = torch.nn.functional.one_hot(y, net.sizes[-1]).to(logits.dtype)
@@ -77,7 +77,7 @@ def bptt_gradients(net: Network, x, y) -> dict[tuple[str, int], np.ndarray]:
     import torch
 
     params = network_params(net)
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32), dtype=torch.float64)
+    xt = torch.tensor(np.array(x, np.float32), dtype=torch.float64)
     sequence_loss(net, sequence_logits(net, xt, params), y).backward()
     return {k: v.grad.numpy() for k, v in params.items()}
 

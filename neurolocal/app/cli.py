@@ -102,12 +102,13 @@ def cmd_rules(args) -> int:
         return EXIT_OK
     from neurolocal.hardware.base import target_names
     names = target_names()
-    print(f"{'rule':<10} {'verdict':<10} {'violations':<18} " + " ".join(
+    wide = max([18, *(len(r["violations"]) for r in rows)])
+    print(f"{'rule':<10} {'verdict':<10} {'violations':<{wide}} " + " ".join(
         f"{n:<16}" for n in names))
     for r in rows:
         cells = " ".join(f"{'runs' if r['targets'][n] == 'runs' else 'LoweringError':<16}"
                          for n in names)
-        print(f"{r['rule']:<10} {r['verdict']:<10} {r['violations']:<18} {cells}")
+        print(f"{r['rule']:<10} {r['verdict']:<10} {r['violations']:<{wide}} {cells}")
     print("\n(neurolocal compile --rule R --target T prints the program or the reason; "
           "--json gives the messages)")
     return EXIT_OK
