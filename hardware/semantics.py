@@ -487,6 +487,8 @@ UNSUPPORTED_FEATURES = {
                          "second signal up the same synapses; spiking targets deliver only "
                          "spikes up W",
     "lateral": "projections within a layer are not lowered to spiking targets yet",
+    "recurrent": "recurrent networks (time steps, R, end phases, future) run in rate mode "
+                 "only for now (--target numpy|torch)",
 }
 
 
@@ -633,7 +635,12 @@ def describe_program(program: SpikingProgram) -> list[str]:
 
 
 def require_dense(net: Network, target: str) -> None:
-    """Spiking targets lower dense layers; a conv net gets an error naming the layer."""
+    """Spiking targets lower dense layers; a conv or recurrent net gets an error naming it."""
+    if getattr(net, "recurrent", None):
+        raise LoweringError(
+            f"the {target} target runs feed-forward layers only; layer {min(net.recurrent)} of "
+            "this network is recurrent (R): recurrent networks run in rate mode only for now "
+            "(--target numpy|torch)")
     convs = getattr(net, "convs", None) or {}
     if convs:
         layer = min(convs)

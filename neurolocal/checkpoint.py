@@ -20,14 +20,16 @@ import numpy as np
 
 from .errors import CheckpointError, NeurolocalError
 from .fileio import atomic_write
-from .network import ConvSpec, Network
+from .network import ConvSpec, Network, RecurrentSpec
 from .parser import parse_rule
-from .rule import FORWARD
+from .rule import FORWARD, RECURRENT
 
 FORMAT = "neurolocal-checkpoint"
 VERSION = 2  #: 2 adds the checksum; version 1 files load with a warning
 _ATTRS = ("rule_name", "rule_text", "globals", "sizes", "convs", "hidden_activation",
           "output_activation", "meta")
+#: written only when the network has them (files of networks without stay as they were)
+_OPTIONAL = ("recurrent",)
 
 
 def _attributes(net: Network, meta: dict | None) -> dict:
@@ -38,7 +40,9 @@ def _attributes(net: Network, meta: dict | None) -> dict:
                                 sort_keys=True),
             "hidden_activation": net.hidden_activation,
             "output_activation": net.output_activation,
-            "meta": json.dumps(meta or {}, sort_keys=True, default=float)}
+            "meta": json.dumps(meta or {}, sort_keys=True, default=float),
+            **({"recurrent": json.dumps({str(k): v.to_dict() for k, v in net.recurrent.items()},
+                                        sort_keys=True)} if net.recurrent else {})}
 
 
 def checksum(attrs: dict, arrays: dict[str, np.ndarray]) -> str:
@@ -46,6 +50,9 @@ def checksum(attrs: dict, arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for key in _ATTRS:
         h.update(f"{key}={attrs[key]}\n".encode())
+    for key in _OPTIONAL:
+        if key in attrs:
+            h.update(f"{key}={attrs[key]}\n".encode())
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}:{a.dtype.str}:{a.shape}\n".encode())
@@ -84,7 +91,7 @@ def _read(f: h5py.File, path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise CheckpointError(
             f"{path} is an HDF5 file but not a neurolocal checkpoint (format attribute "
             f"{f.attrs.get('format')!r}); write one with `neurolocal train --out`")
-    attrs = {k: f.attrs[k] for k in _ATTRS if k in f.attrs}
+    attrs = {k: f.attrs[k] for k in (*_ATTRS, *_OPTIONAL) if k in f.attrs}
     missing = [k for k in _ATTRS if k not in attrs]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing field(s) {', '.join(missing)}")
@@ -132,9 +139,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict]:
         rule = parse_rule(str(attrs["rule_text"]), source=f"{path}:rule_text")
         rule = rule.with_globals(**json.loads(attrs["globals"]))
         convs = {int(k): ConvSpec(**v) for k, v in json.loads(attrs["convs"]).items()}
+        recurrent = _recurrent(attrs.get("recurrent"), path)
         net = Network([int(s) for s in json.loads(attrs["sizes"])], rule,
                       str(attrs["hidden_activation"]), str(attrs["output_activation"]),
-                      convs=convs)
+                      convs=convs, recurrent=recurrent)
         meta = json.loads(attrs["meta"])
     except NeurolocalError as exc:
         if isinstance(exc, CheckpointError):
@@ -151,6 +159,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict]:
     return net, meta
 
 
+def _recurrent(text, path: Path) -> dict[int, RecurrentSpec]:
+    """The ``recurrent`` field: hidden layer -> its dynamics (absent: no recurrent layer)."""
+    if text is None:
+        return {}
+    raw = json.loads(text)
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise CheckpointError(f"checkpoint {path}: field recurrent must map layers to their "
+                              f"dynamics, got {text!r}")
+    return {int(k): RecurrentSpec(**v) for k, v in raw.items()}
+
+
 def _fill_state(net: Network, arrays: dict[str, np.ndarray], path: Path) -> None:
     for name, arr in arrays.items():
         parts = name.split("/")
@@ -163,6 +182,8 @@ def _fill_state(net: Network, arrays: dict[str, np.ndarray], path: Path) -> None
 def _expected_shape(net: Network, proj: str, layer: int) -> tuple[int, int]:
     if proj == FORWARD:
         return net.forward_shape(layer)
+    if proj == RECURRENT:
+        return net.recurrent_shape(layer)
     fb = net.rule.feedback[proj]
     return net.sizes[layer], net.feedback_source_size(fb, layer)
 
@@ -171,11 +192,20 @@ def _validate(net: Network, path: Path) -> None:
     """Every array the rule needs is there, with its shape, a float dtype and finite values;
     nothing else is."""
     rule = net.rule
-    for proj in rule.projections:
+    bad = sorted(k for k in net.recurrent if not 1 <= k < net.depth)
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: field recurrent names layer {bad[0]}, which "
+                              f"is not a hidden layer of a {'-'.join(map(str, net.sizes))} "
+                              "network")
+    if net.recurrent and net.convs:
+        raise CheckpointError(f"checkpoint {path}: a network with both convolutions and "
+                              "recurrent layers is not one neurolocal builds")
+    for proj in (*rule.projections, RECURRENT):
         fb = rule.feedback.get(proj)
         if fb is not None and fb.source.scope == "prev":
             continue  # carried by the forward synapses: no state of its own
-        layers = range(1, net.depth + 1) if proj == FORWARD else range(1, net.depth)
+        layers = range(1, net.depth + 1) if proj == FORWARD else \
+            sorted(net.recurrent) if proj == RECURRENT else range(1, net.depth)
         for layer in layers:
             want = _expected_shape(net, proj, layer)
             for var in rule.state_vars(proj):
@@ -189,6 +219,7 @@ def _validate(net: Network, path: Path) -> None:
                                           f"{arr.dtype}, expected float32 or float64")
                 if arr.shape != want:
                     what = "forward weights of layer" if proj == FORWARD else \
+                        "recurrent weights of layer" if proj == RECURRENT else \
                         f"feedback {proj} into layer"
                     raise CheckpointError(f"checkpoint {path}: {what} {layer} have shape "
                                           f"{arr.shape}, expected {want} ({field})")
@@ -198,8 +229,11 @@ def _validate(net: Network, path: Path) -> None:
     for proj, layers in net.state.items():
         for layer, d in layers.items():
             for var in d:
-                expected = proj in rule.projections and var in rule.state_vars(proj) and \
-                    1 <= layer <= (net.depth if proj == FORWARD else net.depth - 1)
+                if proj == RECURRENT:
+                    expected = layer in net.recurrent and var in rule.state_vars(RECURRENT)
+                else:
+                    expected = proj in rule.projections and var in rule.state_vars(proj) and \
+                        1 <= layer <= (net.depth if proj == FORWARD else net.depth - 1)
                 if not expected:
                     raise CheckpointError(
                         f"checkpoint {path}: field state/{proj}/{layer}/{var} does not belong "

@@ -12,14 +12,16 @@ from typing import Any
 import sympy
 
 from .errors import LoweringError
-from .rule import FORWARD
+from .rule import FORWARD, RECURRENT
 
 
 def evaluate_weights(expr: sympy.Expr, *, name: str, text: str, stored: Any, xp: Any,
                      forward: Callable[[], Any] | None = None,
-                     resample: Callable[[], Any] | None = None, where: str = "") -> Any:
+                     resample: Callable[[], Any] | None = None, where: str = "",
+                     recurrent: Callable[[], Any] | None = None) -> Any:
     """``expr`` with ``random``/``sparse(p)`` -> ``stored``, ``W`` -> ``forward()``,
-    ``resample`` -> ``resample()``; checked against ``stored``'s shape."""
+    ``R`` -> ``recurrent()``, ``resample`` -> ``resample()``; checked against ``stored``'s
+    shape."""
 
     def leaf(symbol: str, make: Callable[[], Any] | None, why: str) -> Any:
         if make is None:
@@ -35,6 +37,10 @@ def evaluate_weights(expr: sympy.Expr, *, name: str, text: str, stored: Any, xp:
             if e.name == FORWARD:
                 return leaf(FORWARD, forward, "'W' means the forward weights of the source "
                             "layer, which only exists for feedback from next.<compartment>")
+            if e.name == RECURRENT:
+                return leaf(RECURRENT, recurrent, "'R' means the recurrent weights of this "
+                            "layer, for feedback from future.<compartment> in a recurrent "
+                            "network")
         if e.is_Number:
             return float(e)
         fname = type(e).__name__

@@ -7,6 +7,12 @@ cross neurons must travel through synapses: a feedback projection carries a sour
 compartment of another layer into a compartment here. Its weights must themselves be
 local: a feedback weight that reads the forward weights (``transpose(W)``) is weight
 transport; one that reads their signs is sign transport.
+
+In a recurrent network a synapse may also read what its neurons held one step earlier (the
+recurrent synapses ``R`` carry the same layer's output from the previous step). A value from
+a later step -- a projection from ``future.*``, a ``future.*`` read, a value held at the end of
+the sequence read before it ends -- exists only after the sequence is over: backprop through
+time needs it, and the checker names it ``future-in-time``.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from dataclasses import asdict, dataclass, field
 import sympy
 
 from .errors import LocalityError
-from .rule import FORWARD, Rule
+from .rule import END, FORWARD, RECURRENT, Rule
 from .symbols import (
     AXON_SIGNALS,
+    FUTURE,
     NEURON_COMPARTMENTS,
     OTHER_NEURON_SCOPES,
+    TIME_COMPARTMENTS,
     Ref,
     pretty,
     refs_in,
@@ -36,6 +44,8 @@ KINDS = {
     "global-vector": "a vector is broadcast to every synapse (a bus no chip provides per synapse)",
     "undeclared-phase": "the rule needs a phase (held values, a separate pass) it does not "
                         "declare",
+    "future-in-time": "a synapse or neuron reads a value from a later time step (an error that "
+                      "exists only after the sequence is over, as in backprop through time)",
 }
 
 
@@ -181,14 +191,29 @@ class _Checker:
             self.seen_violations.add(key)
             self.violations.append(Violation(*key))
 
-    def phase_ref(self, phase: str, where: str, symbol: str) -> bool:
+    def phase_ref(self, phase: str, where: str, symbol: str, during: str | None = None) -> bool:
+        """``X@phase``: declared? A value held at the end of the sequence (an ``end`` phase)
+        read at any other step (not ``during`` it) comes from the future."""
         self.used_phases.setdefault(phase, where)
         if phase not in self.rule.phases:
             self.violate("undeclared-phase", where, symbol,
                          f"{symbol} needs phase {phase!r} (a value held from an earlier pass), "
                          f"which the rule does not declare; add 'phase {phase} = ...'")
             return False
+        if self.rule.phases[phase].kind == END and during != phase:
+            self.violate("future-in-time", where, symbol,
+                         f"{symbol} is the value at the last step of the sequence ({phase} = "
+                         f"{END}()), read at every earlier step, before it exists; read it "
+                         f"'during {phase}' only, or carry it forward in a trace")
+            return False
         return True
+
+    def future_read(self, ref: Ref, where: str) -> str:
+        self.violate("future-in-time", where, str(ref),
+                     f"{ref} is the value this layer will hold one step later, which does not "
+                     "exist yet (backprop through time reads it in a backward sweep after the "
+                     "sequence); accumulate an eligibility trace forward in time instead")
+        return "the same layer one step later (the future)"
 
     def carriers(self, comp: str, output: bool, seen: frozenset = frozenset()) -> list[str]:
         """Feedback projections whose signal reaches compartment ``comp`` of a neuron."""
@@ -227,6 +252,11 @@ class _Checker:
                         f"added to its {nz.into}")
             if (is_out, comp) in self.dyn:
                 dyn = self.dyn[(is_out, comp)]
+                ph = self.rule.phases.get(dyn.phase)
+                if ph is not None and ph.kind == END:
+                    before = eqs[comp].text if comp in eqs else "0"
+                    return (f"{comp} = {dyn.text} at the last step of the sequence ({dyn.phase}),"
+                            f" {before} at the steps before")
                 start = f", starting at {eqs[comp].text}" if comp in eqs else ", starting at 0"
                 return f"{comp} relaxes during {dyn.phase}: d{comp}/dt = {dyn.text}{start}"
             if comp in eqs:
@@ -234,7 +264,8 @@ class _Checker:
             fbs = self.fed_by.get((is_out, comp), [])
             if fbs:
                 return f"{comp}, fed by projection {', '.join(fbs)}"
-            return f"{comp}: {NEURON_COMPARTMENTS.get(comp, 'compartment')}"
+            meaning = NEURON_COMPARTMENTS.get(comp) or TIME_COMPARTMENTS.get(comp, "compartment")
+            return f"{comp}: {meaning}"
         if output is None:
             hidden, out = one(self.eqs, False), one(self.out_eqs, True)
             return hidden if hidden == out else f"hidden {hidden}; output {out}"
@@ -260,6 +291,8 @@ class _Checker:
                         ref.name, eq.where == "output")
                 elif ref.scope == "glob":
                     local, origin = self.global_read(ref, where)
+                elif ref.scope == FUTURE:
+                    local, origin = False, self.future_read(ref, where)
                 else:
                     local = False
                     origin = f"state of a neuron in the {ref.scope} layer"
@@ -269,7 +302,7 @@ class _Checker:
                                  f"'feedback NAME = {ref.scope}.{ref.name} -> <compartment> via "
                                  "random' and read that compartment instead")
                 if ref.phase:
-                    local = self.phase_ref(ref.phase, where, str(ref)) and local
+                    local = self.phase_ref(ref.phase, where, str(ref), eq.phase) and local
                 reads.append({"symbol": str(ref), "origin": origin, "local": local})
             out.append({"where": eq.where, "target": eq.target, "text": eq.text,
                         "phase": eq.phase, "reads": reads})
@@ -297,6 +330,15 @@ class _Checker:
                 notes = [f"carries {fb.source} from the layer below to compartment {fb.target} "
                          f"through the forward synapses {FORWARD} themselves: each synapse "
                          "reads only its own weight (one synapse, two signals)"]
+            elif fb.source.scope == FUTURE:
+                notes = [f"carries {fb.source}, what the neurons of the same layer will hold one "
+                         f"step later, back to compartment {fb.target}"]
+                self.violate("future-in-time", where, str(fb.source),
+                             f"feedback {fb.name} carries {fb.source} from the next time step "
+                             "back in time: it exists only once the sequence has run on "
+                             "(backprop through time); deliver errors forward in time (DFA "
+                             "with eligibility traces) instead")
+                self.scan_weights(fb.weights, fb, where, under_sign=False)
             elif fb.source.scope == "lateral":
                 notes = [f"carries {fb.source} of the other neurons of the same layer to "
                          f"compartment {fb.target} through its own (lateral) synapses"]
@@ -316,6 +358,14 @@ class _Checker:
         return out
 
     def scan_weights(self, expr, fb, where: str, under_sign: bool) -> None:
+        if isinstance(expr, sympy.Symbol) and expr.name == RECURRENT:
+            kind = "sign-transport" if under_sign else "weight-transport"
+            self.violate(kind, where, f"sign({RECURRENT})" if under_sign else RECURRENT,
+                         f"feedback synapse {fb.name}[i,j] reads the "
+                         f"{'sign of the ' if under_sign else ''}recurrent weight "
+                         f"{RECURRENT}[j,i], stored at a synapse on another neuron (as "
+                         "backprop through time does); use 'via random' or 'via sparse(p)'")
+            return
         if isinstance(expr, sympy.Symbol) and expr.name == FORWARD:
             if under_sign:
                 self.violate("sign-transport", where, f"sign({FORWARD})",
@@ -347,11 +397,11 @@ class _Checker:
                                  f"does not declare; add 'phase {u.phase} = ...'")
             for term in split_terms(u.expr):
                 expr = term.expr
-                reads = [self.read(ref, u.projection, where) for ref in refs_in(expr)]
+                reads = [self.read(ref, u.projection, where, u.phase) for ref in refs_in(expr)]
                 out.append(TermReport(u.projection, u.var, u.phase, pretty(expr), reads))
         return out
 
-    def read(self, ref: Ref, proj: str, where: str) -> Read:
+    def read(self, ref: Ref, proj: str, where: str, during: str | None = None) -> Read:
         via: list[str] = []
         local = True
         if ref.scope == "glob":
@@ -367,13 +417,18 @@ class _Checker:
                 local = False
                 origin += f" (carried by non-local feedback {', '.join(bad)})"
         elif ref.scope == "pre":
-            if proj == FORWARD:
+            if proj in (FORWARD, RECURRENT):
                 carried = AXON_SIGNALS
                 what = "its output (" + ", ".join(sorted(AXON_SIGNALS)) + ")"
+                if proj == RECURRENT:
+                    what += " one step earlier"
             else:
                 carried = {self.rule.feedback[proj].source.name}
                 what = f"{self.rule.feedback[proj].source}"
-            if ref.name in carried:
+            if ref.name in carried and proj == RECURRENT:
+                origin = (f"pre-synaptic {ref.name} one step earlier (the same layer), carried "
+                          "by the recurrent synapse's own axon")
+            elif ref.name in carried:
                 origin = f"pre-synaptic {ref.name}, carried by this projection's own axon"
             else:
                 local = False
@@ -382,6 +437,8 @@ class _Checker:
                              f"{ref} is the pre-synaptic neuron's {ref.name}, but projection "
                              f"{proj} carries only {what}; read it through a projection that "
                              "carries it, or read a post-synaptic compartment")
+        elif ref.scope == FUTURE:
+            local, origin = False, self.future_read(ref, where)
         elif ref.scope in OTHER_NEURON_SCOPES:
             local = False
             origin = f"state of a neuron in the {ref.scope} layer"
@@ -392,15 +449,20 @@ class _Checker:
             origin = "unknown"
             local = False
         if ref.phase:
-            local = self.phase_ref(ref.phase, where, str(ref)) and local
+            local = self.phase_ref(ref.phase, where, str(ref), during) and local
         return Read(str(ref), origin, local, via)
 
     def crossings(self) -> list[dict]:
         """Every signal that leaves one neuron for another, and the synapses it travels by."""
         out = [{"signal": "r", "from": "each neuron of the layer below",
                 "to": "a (somatic drive)", "via": f"{FORWARD} (forward synapses)", "local": True}]
+        if self.rule.updates_recurrent:
+            out.append({"signal": "r", "from": "each neuron of the same layer, one step earlier",
+                        "to": "a (somatic drive)", "via": f"{RECURRENT} (recurrent synapses)",
+                        "local": True})
         where = {"next": "the layer above", "output": "the output layer",
-                 "prev": "the layer below", "lateral": "the same layer"}
+                 "prev": "the layer below", "lateral": "the same layer",
+                 FUTURE: "the same layer, one step later"}
         for fb in self.rule.feedback.values():
             out.append({"signal": str(fb.source), "from": where[fb.source.scope],
                         "to": fb.target, "via": f"{fb.name} = {fb.weights_text}",

@@ -8,6 +8,11 @@ backend loads from and writes back to and that checkpoints store. Forward weight
 bias as their last column (a synapse from an always-on neuron), so one update equation
 covers weights and biases alike: dense ``(n_out, n_in + 1)``, conv
 ``(out_channels, in_channels * kernel * kernel + 1)``.
+
+A hidden layer may be recurrent (:class:`RecurrentSpec`, built by :func:`build_rnn`): beside
+its forward synapses ``W`` it has recurrent synapses ``R`` from the same layer one step
+earlier, state ``(n, n)`` without a bias column (the forward weights carry it). Such a network
+runs on sequences ``(batch, steps, features)`` and answers at the last step.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 import sympy
 
 from .errors import RuleError, ShapeError
-from .rule import FORWARD, FeedbackDecl, Rule
+from .rule import FORWARD, RECURRENT, FeedbackDecl, Rule
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "softmax")
 #: largest dense feedback matrix build_cnn draws (a feature map to a feature map is not one)
@@ -91,6 +96,27 @@ class ConvSpec:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RecurrentSpec:
+    """A recurrent layer's dynamics: ``r_t = leak * r_{t-1} + (1 - leak) * f(a_t)`` with drive
+    ``a_t = W x_t + R r_{t-1} + b`` (``r_0 = 0``).
+
+    ``leak`` 0 is the plain (Elman) recurrent layer; a leaky one (0 < leak < 1) integrates its
+    input over about ``1 / (1 - leak)`` steps, as a membrane does.
+    """
+
+    leak: float = 0.0
+
+    def __post_init__(self) -> None:
+        value = self.leak
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                not 0.0 <= float(value) < 1.0:
+            raise ShapeError(f"recurrent leak must be a number in [0, 1), got {value!r}")
+
+    def to_dict(self) -> dict:
+        return {"leak": float(self.leak)}
+
+
 @dataclass
 class Network:
     """Layer sizes, activations, the rule and every projection's synaptic state."""
@@ -104,6 +130,8 @@ class Network:
     state: dict[str, dict[int, dict[str, np.ndarray]]] = field(default_factory=dict)
     #: layer -> ConvSpec for the forward projections into ``layer`` that are convolutions
     convs: dict[int, ConvSpec] = field(default_factory=dict)
+    #: hidden layer -> RecurrentSpec for the layers with recurrent synapses ``R``
+    recurrent: dict[int, RecurrentSpec] = field(default_factory=dict)
 
     def forward_shape(self, layer: int) -> tuple[int, int]:
         """Shape of the forward weights into ``layer``, bias column included."""
@@ -125,7 +153,16 @@ class Network:
     def feedback_source_size(self, fb: FeedbackDecl, layer: int) -> int:
         scope = fb.source.scope
         return {"next": self.sizes[layer + 1], "lateral": self.sizes[layer],
+                "future": self.sizes[layer],
                 "prev": self.sizes[layer - 1]}.get(scope, self.sizes[-1])
+
+    def recurrent_shape(self, layer: int) -> tuple[int, int]:
+        """Shape of the recurrent weights of ``layer`` (no bias column)."""
+        return self.sizes[layer], self.sizes[layer]
+
+    def leak(self, layer: int) -> float:
+        spec = self.recurrent.get(layer)
+        return 0.0 if spec is None else float(spec.leak)
 
     def weights(self, layer: int) -> np.ndarray:
         """Forward weights into ``layer`` without the bias column."""
@@ -191,6 +228,30 @@ def build_cnn(input_shape: tuple[int, int, int], convs: list[tuple[int, int, int
     return _init_state(net, np.random.default_rng(seed))
 
 
+def build_rnn(n_in: int, recurrent: list[int], n_out: int, rule: Rule, *,
+              hidden: list[int] | tuple[int, ...] = (), leak: float = 0.0,
+              hidden_activation: str = "tanh", output_activation: str = "softmax",
+              seed: int = 0) -> Network:
+    """A fresh recurrent net: ``n_in`` features per step -> the ``recurrent`` layers (each with
+    recurrent synapses ``R``, all with the same ``leak``) -> dense ``hidden`` layers -> ``n_out``.
+
+    Init as :func:`build_mlp`; ``R`` too is uniform(±1/sqrt(n)) (spectral radius about 0.6,
+    so a fresh layer forgets rather than explodes).
+    """
+    if not recurrent:
+        raise ShapeError("build_rnn needs at least one recurrent layer; use build_mlp otherwise")
+    sizes = [n_in, *recurrent, *hidden, n_out]
+    if any(isinstance(s, bool) or int(s) != s or s < 1 for s in sizes):
+        raise ShapeError(f"layer sizes must be positive integers, got {sizes}")
+    for act in (hidden_activation, output_activation):
+        if act not in ACTIVATIONS:
+            raise RuleError(f"unknown activation {act!r}: expected one of {', '.join(ACTIVATIONS)}")
+    spec = RecurrentSpec(leak)
+    net = Network([int(s) for s in sizes], rule, hidden_activation, output_activation,
+                  recurrent={layer: spec for layer in range(1, len(recurrent) + 1)})
+    return _init_state(net, np.random.default_rng(seed))
+
+
 def _init_state(net: Network, rng: np.random.Generator) -> Network:
     rule = net.rule
     net.state[FORWARD] = {}
@@ -201,6 +262,14 @@ def _init_state(net: Network, rng: np.random.Generator) -> Network:
         net.state[FORWARD][layer] = {"w": w}
         for var in rule.state_vars(FORWARD)[1:]:
             net.state[FORWARD][layer][var] = np.zeros_like(w)
+    if net.recurrent:
+        net.state[RECURRENT] = {}
+    for layer in sorted(net.recurrent):
+        shape = net.recurrent_shape(layer)
+        r = _uniform(rng, shape, shape[1])
+        net.state[RECURRENT][layer] = {"w": r}
+        for var in rule.state_vars(RECURRENT)[1:]:
+            net.state[RECURRENT][layer][var] = np.zeros_like(r)
     for name, fb in rule.feedback.items():
         net.state[name] = {}
         if fb.source.scope == "prev":

@@ -16,7 +16,9 @@ import sympy
 from .errors import RuleSyntaxError, UnknownSymbolError
 from .lexer import DIGITS, Token, split_lines, tokenize
 from .rule import (
+    END,
     FORWARD,
+    RECURRENT,
     Equation,
     FeedbackDecl,
     GlobalDecl,
@@ -30,6 +32,7 @@ from .symbols import (
     FUNCTIONS,
     NEURON_COMPARTMENTS,
     OTHER_NEURON_SCOPES,
+    TIME_COMPARTMENTS,
     WEIGHT_FUNCTIONS,
     WEIGHT_LEAVES,
     Ref,
@@ -56,11 +59,12 @@ MAX_NUMBER_DIGITS, MAX_NUMBER_EXPONENT = 40, 300
 #: rule's expressions are exactly what they were; longer ones are built in one call (the
 #: fold is quadratic).
 FOLD_OPERANDS = 32
-PHASE_KINDS = {"noise": ("sigma",), "relax": ("steps", "rate"), "hold": ()}
+PHASE_KINDS = {"noise": ("sigma",), "relax": ("steps", "rate"), "hold": (), END: ()}
 KEYWORDS = ("rule", "cite", "global", "phase", "feedback", "neuron", "output", "noise", "on")
 #: Where a projection may come from: the layer above, the output layer, the layer below
-#: (only through the forward synapses themselves, ``via W``), or the same layer.
-PROJECTION_SOURCES = ("next", "output", "prev", "lateral")
+#: (only through the forward synapses themselves, ``via W``), the same layer, or the same
+#: layer one step later (``future``: parsed, so that the checker can name it).
+PROJECTION_SOURCES = ("next", "output", "prev", "lateral", "future")
 NOISE_TARGETS = ("r", "a")
 
 
@@ -76,7 +80,7 @@ class _Context:
 
     def in_scope(self) -> list[str]:
         if self.kind == "weights":
-            return [FORWARD, *WEIGHT_LEAVES]
+            return [FORWARD, RECURRENT, *WEIGHT_LEAVES]
         names = [f"glob.{g}" for g in self.globals]
         comps = sorted(self.compartments)
         if self.kind == "update":
@@ -325,7 +329,7 @@ class _Parser:
 
     def name(self, tok: Token, ctx: _Context) -> sympy.Expr:
         if ctx.kind == "weights":
-            if tok.text == FORWARD or tok.text in WEIGHT_LEAVES:
+            if tok.text in (FORWARD, RECURRENT) or tok.text in WEIGHT_LEAVES:
                 return sympy.Symbol(tok.text)
             raise self.error(f"unknown name {tok.text!r} in feedback weights: in scope are "
                              f"{', '.join(ctx.in_scope())} and functions "
@@ -369,7 +373,7 @@ class _Parser:
     # -- statements --------------------------------------------------------------------
     def parse(self) -> Rule:
         rule = Rule(name="", text=self.text, source=self.source)
-        compartments = set(NEURON_COMPARTMENTS)
+        compartments = set(NEURON_COMPARTMENTS) | set(TIME_COMPARTMENTS)
         pending_updates: list[tuple[int, Token]] = []
         # First pass: declarations that define names (so statement order is free).
         start = self.i
@@ -450,6 +454,9 @@ class _Parser:
         if name in rule.globals or name in rule.feedback or name in rule.phases \
                 or name == FORWARD:
             raise self.error(f"name {name!r} is already declared", tok)
+        if name == RECURRENT:
+            raise self.error(f"name {name!r} is reserved: it is the recurrent projection (the "
+                             "same layer, one step earlier)", tok)
         if name in compartments:
             raise self.error(f"name {name!r} is a neuron compartment; pick another", tok)
         if name in KEYWORDS or name in FUNCTIONS:
@@ -519,6 +526,15 @@ class _Parser:
         if scope.text == "lateral" and weights.has(sympy.Symbol(FORWARD)):
             raise self.error("a lateral projection (within one layer) cannot be built from the "
                              "forward weights W; use random, sparse(p) or resample", scope)
+        if scope.text == "future" and weights.has(sympy.Symbol(FORWARD)):
+            raise self.error("a projection from future.<compartment> (the same layer one step "
+                             "later) runs beside the recurrent synapses: build it from R "
+                             "(transpose(R) is backprop through time), random or sparse(p), "
+                             "not W", scope)
+        if scope.text != "future" and weights.has(sympy.Symbol(RECURRENT)):
+            raise self.error("R (the recurrent weights) connects a layer to itself one step "
+                             "apart: only a projection from future.<compartment> can be built "
+                             "from it", scope)
         rule.feedback[name] = FeedbackDecl(
             name, Ref(scope.text, comp.text), target.text, weights,
             self.statement_text(start), head.line)
@@ -527,7 +543,8 @@ class _Parser:
     def source_message() -> str:
         return ("feedback comes from 'next.<compartment>' (the layer above), "
                 "'output.<compartment>' (the output layer, as in DFA), "
-                "'lateral.<compartment>' (other neurons of the same layer), or "
+                "'lateral.<compartment>' (other neurons of the same layer), "
+                "'future.<compartment>' (the same layer one step later), or "
                 "'prev.<compartment>' 'via W' only (the layer below, through the forward "
                 "synapses themselves)")
 
@@ -539,7 +556,7 @@ class _Parser:
             raise self.error(f"{target.text!r} is a noise source; it has no equation", target)
         phase = None
         if self.accept("during"):
-            phase = self.expect("NAME", what="a relax phase name").text
+            phase = self.expect("NAME", what="a relax or end phase name").text
         self.expect("OP", "=")
         start = self.i
         ctx = _Context(kw, globals_=rule.globals, compartments=compartments)
@@ -549,16 +566,17 @@ class _Parser:
         self.equation_targets.add(eq.target)
 
     def check_dynamic_equations(self, rule: Rule) -> None:
-        """``during P`` equations need a relax phase (an undeclared one is the checker's)."""
+        """``during P`` equations need a relax or end phase (an undeclared one is the
+        checker's)."""
         seen: set[tuple[str, str, str]] = set()
         for eq in rule.neuron + rule.output:
             if eq.phase is None:
                 continue
             ph = rule.phases.get(eq.phase)
-            if ph is not None and ph.kind != "relax":
+            if ph is not None and ph.kind not in ("relax", END):
                 raise RuleSyntaxError(
                     f"{eq.where} {eq.target} during {eq.phase}: a neuron equation runs during a "
-                    f"relax phase, but {eq.phase} is a {ph.kind} phase",
+                    f"relax or end phase, but {eq.phase} is a {ph.kind} phase",
                     line=eq.line, col=1, source=self.source,
                     text=self.lines[eq.line - 1] if 0 < eq.line <= len(self.lines) else None)
             key = (eq.where, eq.target, eq.phase)
@@ -574,7 +592,8 @@ class _Parser:
         if name in rule.globals or name in rule.feedback or name in rule.phases \
                 or name in rule.noise or name == FORWARD:
             raise self.error(f"name {name!r} is already declared", tok)
-        if name in NEURON_COMPARTMENTS or name in KEYWORDS or name in FUNCTIONS:
+        if name in NEURON_COMPARTMENTS or name in TIME_COMPARTMENTS or name in KEYWORDS \
+                or name in FUNCTIONS:
             raise self.error(f"name {name!r} is reserved; pick another", tok)
         if name in self.equation_targets:
             raise self.error(f"{name!r} already has a neuron equation", tok)
@@ -595,9 +614,10 @@ class _Parser:
 
     def update(self, rule: Rule, head: Token, compartments: set[str]) -> None:
         proj = self.expect("NAME", what="a projection name")
-        if proj.text != FORWARD and proj.text not in rule.feedback:
+        if proj.text not in (FORWARD, RECURRENT) and proj.text not in rule.feedback:
             raise self.error(f"unknown projection {proj.text!r}: this rule has "
-                             f"{', '.join(rule.projections)}", proj, UnknownSymbolError)
+                             f"{', '.join(rule.projections)} (and {RECURRENT}, the recurrent "
+                             "synapses of a recurrent layer)", proj, UnknownSymbolError)
         phase = None
         if self.accept("during"):
             phase = self.expect("NAME", what="a phase name").text

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 import sympy
 
 from .errors import RuleError
-from .symbols import Ref, refs_in
+from .symbols import TIME_COMPARTMENTS, Ref, refs_in
 
 FORWARD = "W"  #: name of the forward projection into each layer
+#: name of the recurrent projection of a recurrent layer: the same layer, one step earlier
+RECURRENT = "R"
+#: the phase kind of the last step of a sequence (``phase last = end()``)
+END = "end"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class PhaseDecl:
     ``noise``: every hidden layer in turn is driven by Gaussian noise of std ``sigma``
     and each neuron sends its drive down the feedback pathway (the weight-mirror phase).
     ``relax``: the neuron equations are iterated ``steps`` times before updates read them.
+    ``end``: the last step of each sequence (recurrent networks): an update ``during`` it runs
+    at that step only, an equation ``during`` it holds there (elsewhere its plain equation,
+    or 0).
     """
 
     name: str
@@ -125,7 +132,13 @@ class Rule:
 
     @property
     def projections(self) -> list[str]:
+        """Forward and feedback projections (the recurrent ``R`` is the network's: it exists
+        in recurrent layers whatever the rule, see :attr:`updates_recurrent`)."""
         return [FORWARD, *self.feedback]
+
+    @property
+    def updates_recurrent(self) -> bool:
+        return any(u.projection == RECURRENT for u in self.updates)
 
     def updates_for(self, projection: str, phase: str | None = None) -> list[Update]:
         return [u for u in self.updates if u.projection == projection and u.phase == phase]
@@ -148,8 +161,9 @@ class Rule:
         ``noise-phase`` (noise phases), ``hold`` (held values), ``noise-source`` (private
         always-on noise), ``forward-multiplex`` (a projection from ``prev`` through the
         forward synapses ``W``), ``lateral`` (projections within a layer), ``output-feedback``
-        (projections from the output layer, as in DFA). A lowering that lacks one raises a
-        LoweringError naming it.
+        (projections from the output layer, as in DFA), ``recurrent`` (what needs time steps:
+        updates of the recurrent synapses ``R``, ``end`` phases, projections from ``future``).
+        A lowering that lacks one raises a LoweringError naming it.
         """
         out: dict[str, list[str]] = {}
         for name, ph in self.phases.items():
@@ -162,6 +176,28 @@ class Rule:
                     "output": "output-feedback"}.get(fb.source.scope)
             if kind:
                 out.setdefault(kind, []).append(fb.name)
+        timed = self.time_statements()
+        if timed:
+            out["recurrent"] = timed
+        return out
+
+    def time_statements(self) -> list[str]:
+        """The statements that need a network with time steps (a recurrent layer), named."""
+        out = [f"phase {p.name} = {END}() (line {p.line})" for p in self.phases.values()
+               if p.kind == END]
+        out += [f"feedback {fb.name} = {fb.source} (line {fb.line})"
+                for fb in self.feedback.values() if fb.source.scope == "future"]
+        out += [f"on {RECURRENT}: d{u.var} (line {u.line})" for u in self.updates
+                if u.projection == RECURRENT]
+        timed = set(TIME_COMPARTMENTS)
+        for eq in self.neuron + self.output:
+            if any(ref.name in timed and ref.scope in ("self", "post") for ref in refs_in(eq.expr)):
+                out.append(f"{eq.where} {eq.target} reads {', '.join(sorted(timed))} (line "
+                           f"{eq.line})")
+        for u in self.updates:
+            if any(ref.name in timed and ref.scope in ("pre", "post") for ref in u.reads):
+                out.append(f"on {u.projection}: d{u.var} reads {', '.join(sorted(timed))} (line "
+                           f"{u.line})")
         return out
 
     def scalar_globals(self) -> dict[str, float]:

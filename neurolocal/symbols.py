@@ -17,8 +17,11 @@ from sympy.printing.str import StrPrinter
 #: Scopes a synaptic update may read.
 SYNAPSE_SCOPES = ("pre", "post", "syn", "glob")
 #: Scopes that name a neuron other than the two ends of the synapse (``lateral``: another
-#: neuron of the same layer).
-OTHER_NEURON_SCOPES = ("next", "prev", "output", "input", "lateral")
+#: neuron of the same layer), or a neuron at another time: ``future`` is the same layer one
+#: step later, a value that exists only once the step is over (reading it is non-local in time).
+OTHER_NEURON_SCOPES = ("next", "prev", "output", "input", "lateral", "future")
+#: The scope of a value from a later time step.
+FUTURE = "future"
 ALL_SCOPES = SYNAPSE_SCOPES + OTHER_NEURON_SCOPES
 
 #: Compartments every neuron has. Rules may add their own with ``neuron NAME = ...``.
@@ -38,7 +41,15 @@ NEURON_COMPARTMENTS: dict[str, str] = {
     "y3": "third post-synaptic trace (rate mode: the rate)",
 }
 
-#: What a neuron sends along its axon, i.e. what a forward synapse can see of its pre neuron.
+#: Compartments of neurons in networks with time steps (recurrent layers). A rule that reads
+#: one needs a recurrent network (it is a time statement, see ``Rule.time_statements``).
+TIME_COMPARTMENTS: dict[str, str] = {
+    "leak": "the share of its rate a neuron keeps from one step to the next (a recurrent "
+            "layer: r = leak * r one step earlier + (1 - leak) * f(a)); 0 in other layers",
+}
+
+#: What a neuron sends along its axon, i.e. what a forward synapse can see of its pre neuron
+#: (and a recurrent synapse, of the same layer's neurons one step earlier).
 AXON_SIGNALS = frozenset({"r", "s", "x1", "x2"})
 
 #: Functions allowed in expressions (name -> arity).
@@ -56,6 +67,8 @@ WEIGHT_LEAVES: dict[str, str] = {
     "random": "fixed random matrix drawn once (Gaussian, scaled like the forward init)",
     "resample": "random matrix redrawn for every batch",
 }
+#: Weight leaves that name synapses of the network itself (``W`` forward, ``R`` recurrent).
+NETWORK_WEIGHTS = ("W", "R")
 WEIGHT_FUNCTIONS: dict[str, int] = {
     "transpose": 1, "sign": 1, "abs": 1, "sparse": 1,
 }

@@ -70,6 +70,9 @@ EXPECTED = {
     "frsf": "nonlocal|tied to the forward weights",
     "brsf": "nonlocal|'resample' redraws",
     "ar-exact": "nonlocal|relax phase",
+    "dfa-rnn": "recurrent networks",
+    "sdfa-rnn": "recurrent networks",
+    "bptt": "nonlocal|recurrent networks",
 }
 
 CFG = SpikingConfig(timesteps=8)

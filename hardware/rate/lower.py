@@ -38,6 +38,10 @@ class RateSource:
 def lower_rate(rule: Rule, backend: str = "numpy") -> RateSource:
     """Check that rate mode can run ``rule`` and generate its module for ``backend``."""
     check_executable(rule)
+    timed = rule.time_statements()
+    if timed:  # recurrent networks: lower_recurrent (hardware/rate/recurrent_lower.py)
+        raise LoweringError(f"rule {rule.name}: {'; '.join(timed)}: these need a recurrent "
+                            "network, which runs the program lower_recurrent generates")
     return RateSource(rule, backend, generate_rate_source(rule, backend))
 
 

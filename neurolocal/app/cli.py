@@ -102,12 +102,13 @@ def cmd_rules(args) -> int:
         return EXIT_OK
     from neurolocal.hardware.base import target_names
     names = target_names()
-    print(f"{'rule':<10} {'verdict':<10} {'violations':<18} " + " ".join(
+    wide = max([18, *(len(r["violations"]) for r in rows)])
+    print(f"{'rule':<10} {'verdict':<10} {'violations':<{wide}} " + " ".join(
         f"{n:<16}" for n in names))
     for r in rows:
         cells = " ".join(f"{'runs' if r['targets'][n] == 'runs' else 'LoweringError':<16}"
                          for n in names)
-        print(f"{r['rule']:<10} {r['verdict']:<10} {r['violations']:<18} {cells}")
+        print(f"{r['rule']:<10} {r['verdict']:<10} {r['violations']:<{wide}} {cells}")
     print("\n(neurolocal compile --rule R --target T prints the program or the reason; "
           "--json gives the messages)")
     return EXIT_OK
@@ -188,6 +189,7 @@ def train_config(args):
     return TrainConfig(
         rule=None if args.rule is None else _rule_arg(args.rule), target=_train_target(args),
         dataset=args.dataset, hidden=args.hidden, conv=[_parse_conv(c) for c in args.conv],
+        recurrent=args.recurrent, leak=args.leak,
         epochs=args.epochs, batch_size=args.batch_size, optimiser=args.optimiser, lr=args.lr,
         lr_decay=args.lr_decay, activation=args.activation, device=args.device, seed=args.seed,
         limit=args.samples, test_limit=args.test_samples, out=args.out, init=args.init,
@@ -232,9 +234,17 @@ def _add_train_parser(sub) -> None:
     s = sub.add_parser("train", help="train an MLP or conv net with a rule (rate mode, or "
                                      "--spiking on a spiking target)")
     s.add_argument("--rule", default=None, help="a built-in rule name or a .rule file")
-    s.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
+    s.add_argument("--dataset", default="mnist",
+                   help="mnist or fashion-mnist; sequences for --recurrent: smnist (row-by-row "
+                        "MNIST, 28 steps of 28 pixels) or copy-T (the copy task, delay T)")
     s.add_argument("--hidden", type=int, nargs="*", default=None,
                    help="dense hidden layer sizes (after the conv layers; default 500)")
+    s.add_argument("--recurrent", type=int, nargs="+", action="extend", default=None,
+                   metavar="N", help="rate mode: recurrent layers first (before --hidden), e.g. "
+                                     "--recurrent 128; repeatable")
+    s.add_argument("--leak", type=float, default=None,
+                   help="the recurrent layers' leak in [0, 1): r = leak*r[t-1] + (1-leak)*f(a) "
+                        "(default 0)")
     s.add_argument("--conv", nargs="+", default=[], metavar="C:K[:S[:P]]",
                    help="rate mode: conv layers first, e.g. --conv 32:5:2:2 64:5:2:2 "
                         "(channels:kernel:stride:padding; stride 1, padding 0 by default)")
@@ -251,7 +261,8 @@ def _add_train_parser(sub) -> None:
     s.add_argument("--lr-decay", type=float, default=None,
                    help="per-epoch step-size factor (rate default 0.8; snntorch: decays the "
                         "rule's lr global, default 1)")
-    s.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid"])
+    s.add_argument("--activation", default=None, choices=["relu", "tanh", "sigmoid"],
+                   help="hidden activation (default relu; tanh with --recurrent)")
     s.add_argument("--backend", default="torch", choices=choices(mode="rate"),
                    help="rate mode: numpy or torch")
     s.add_argument("--device", default=None, help="cpu or cuda (torch and snntorch)")

@@ -169,7 +169,8 @@ _TRUE = {"1", "true", "yes", "on"}
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """One split of a data set: ``x`` float32 (N, 784) in [0, 1] (= uint8 / 255), ``y`` int64.
+    """One split of a data set: ``x`` float32 (N, 784) in [0, 1] (= uint8 / 255), ``y`` int64;
+    a sequence data set (:mod:`neurolocal.app.sequences`) has ``x`` (N, steps, features).
 
     The arrays are read-only because they are shared with the in-process cache; index them
     (``x[idx]``) or ``np.array(ds.x)`` for a writable copy.
@@ -193,7 +194,8 @@ class Dataset:
     @property
     def class_names(self) -> tuple[str, ...]:
         """Human-readable label names (digits for MNIST, clothing for Fashion-MNIST)."""
-        return CLASS_NAMES[self.name]
+        from .sequences import sequence_class_names
+        return CLASS_NAMES.get(self.name) or sequence_class_names(self.name)
 
 
 class _SourceFailed(Exception):
@@ -623,7 +625,8 @@ def _canonical_name(name: str) -> str:
     if key not in _ALIASES:
         raise DataError(
             f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
-            f"(aliases: {', '.join(a for a in _ALIASES if a not in DATASETS)})"
+            f"(aliases: {', '.join(a for a in _ALIASES if a not in DATASETS)}), or a sequence "
+            "data set for recurrent networks: smnist, copy-T (e.g. copy-100)"
         )
     return _ALIASES[key]
 
@@ -696,8 +699,13 @@ def load_dataset(
     ``sources`` selects which of :data:`SOURCES` may be tried (always in the order cache,
     package, system, download; e.g. ``sources=["cache"]`` for tests); ``cache_dir`` overrides
     :func:`default_cache_dir`. Results are cached in-process, so loading twice is cheap.
-    Raises :class:`DataUnavailableError` listing every source and why it failed.
+    Raises :class:`DataUnavailableError` listing every source and why it failed. Sequence
+    data sets (``smnist``, ``copy-T``) come from :mod:`neurolocal.app.sequences`.
     """
+    from .sequences import is_sequence, load_sequence
+    if is_sequence(name):
+        return load_sequence(name, split, limit=limit, verbose=verbose, sources=sources,
+                             cache_dir=cache_dir)
     canonical = _canonical_name(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from neurolocal.errors import DivergenceError, NeurolocalError
-from neurolocal.network import Network, build_cnn, build_mlp
-from neurolocal.rule import FORWARD, Rule
+from neurolocal.network import Network, build_cnn, build_mlp, build_rnn
+from neurolocal.rule import FORWARD, RECURRENT, Rule
 from neurolocal.rules import get_rule
 
 from .metrics import feedback_angles
@@ -34,7 +34,9 @@ class TrainConfig:
     rate optimiser's step (Adam's step size; for sgd/momentum a multiplier of the rule's
     update); spiking targets take the rule's own ``lr`` global (``globals``). ``lr_decay``
     multiplies the step per epoch (rate default 0.8; on snntorch it decays the rule's ``lr``
-    global, default 1). ``init``: a checkpoint to start from (any target's).
+    global, default 1). ``init``: a checkpoint to start from (any target's). ``recurrent``:
+    recurrent layers first (rate targets, sequence data sets), each with the same ``leak``;
+    ``activation`` defaults to tanh for them, relu otherwise.
     """
 
     rule: str | Rule | None = "fa"
@@ -42,12 +44,14 @@ class TrainConfig:
     dataset: str = "mnist"
     hidden: list[int] | None = None
     conv: list[tuple[int, int, int, int]] = field(default_factory=list)
+    recurrent: list[int] | None = None
+    leak: float | None = None
     epochs: int = 1
     batch_size: int | None = None
     optimiser: str | None = None
     lr: float | None = None
     lr_decay: float | None = None
-    activation: str = "relu"
+    activation: str | None = None
     device: str | None = None
     seed: int = 0
     limit: int | None = None
@@ -164,7 +168,12 @@ def _rule(cfg: TrainConfig, init: Network | None) -> Rule:
 
 def _network(cfg: TrainConfig, rule: Rule, n_in: int, n_classes: int,
              init: Network | None) -> Network:
+    _check_sequences(cfg, init, n_in)
     if init is not None:
+        if cfg.recurrent is not None and \
+                list(cfg.recurrent) != [init.sizes[k] for k in sorted(init.recurrent)]:
+            raise NeurolocalError(f"--recurrent {' '.join(map(str, cfg.recurrent))} disagrees "
+                                  "with the checkpoint's network; drop --recurrent")
         if init.sizes[0] != n_in or init.sizes[-1] != n_classes:
             raise NeurolocalError(f"--init: the checkpoint's network is "
                                   f"{'-'.join(map(str, init.sizes))}, but {cfg.dataset} has "
@@ -176,19 +185,50 @@ def _network(cfg: TrainConfig, rule: Rule, n_in: int, n_classes: int,
         if init.rule.text != rule.text:
             init = _with_rule(init, rule)
         return init
+    if cfg.recurrent:
+        return build_rnn(n_in, list(cfg.recurrent), n_classes, rule, hidden=cfg.hidden or [],
+                         leak=cfg.leak or 0.0, hidden_activation=cfg.activation or "tanh",
+                         seed=cfg.seed)
     hidden = [500] if cfg.hidden is None else list(cfg.hidden)
+    activation = cfg.activation or "relu"
     if cfg.conv:
         side = int(round(n_in ** 0.5))
         return build_cnn((1, side, side), list(cfg.conv), hidden, n_classes, rule,
-                         hidden_activation=cfg.activation, seed=cfg.seed)
-    return build_mlp([n_in, *hidden, n_classes], rule, hidden_activation=cfg.activation,
+                         hidden_activation=activation, seed=cfg.seed)
+    return build_mlp([n_in, *hidden, n_classes], rule, hidden_activation=activation,
                      seed=cfg.seed)
+
+
+def _check_sequences(cfg: TrainConfig, init: Network | None, n_in: int) -> None:
+    """Recurrent layers and sequence data sets go together."""
+    from .sequences import is_sequence
+
+    recurrent = bool(cfg.recurrent) or bool(init is not None and init.recurrent)
+    if is_sequence(cfg.dataset) and not recurrent:
+        raise NeurolocalError(f"--dataset {cfg.dataset} is a sequence data set: add a "
+                              "recurrent layer (--recurrent 128)")
+    if recurrent and not is_sequence(cfg.dataset):
+        raise NeurolocalError(f"--recurrent needs a sequence data set (smnist, copy-T), not "
+                              f"{cfg.dataset}")
+    if cfg.recurrent and cfg.conv:
+        raise NeurolocalError("--recurrent and --conv together are not supported: give one")
+    if cfg.leak is not None and not cfg.recurrent:
+        raise NeurolocalError("--leak is the recurrent layers' leak: add --recurrent N")
 
 
 def _with_rule(net: Network, rule: Rule) -> Network:
     """The checkpoint's weights under another rule (its forward weights must carry over)."""
-    fresh = build_mlp(net.sizes, rule, hidden_activation=net.hidden_activation,
-                      output_activation=net.output_activation) if not net.convs else None
+    if net.recurrent:
+        k = len(net.recurrent)
+        fresh = build_rnn(net.sizes[0], net.sizes[1:k + 1], net.sizes[-1], rule,
+                          hidden=net.sizes[k + 1:-1], leak=net.leak(1),
+                          hidden_activation=net.hidden_activation,
+                          output_activation=net.output_activation)
+        for layer, d in fresh.state[RECURRENT].items():
+            d["w"] = net.state[RECURRENT][layer]["w"]
+    else:
+        fresh = build_mlp(net.sizes, rule, hidden_activation=net.hidden_activation,
+                          output_activation=net.output_activation) if not net.convs else None
     if fresh is None:
         raise NeurolocalError("--init with another rule is supported for dense networks only")
     fresh.state[FORWARD] = net.state[FORWARD]
@@ -304,7 +344,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
             print(f"note: {flag} {asked}: {cfg.dataset} has {len(ds)} images there; using all "
                   "of them", file=log)
     n_classes = int(max(train_set.y.max(), test_set.y.max())) + 1
-    net = _network(cfg, rule, train_set.x.shape[1], n_classes, init)
+    net = _network(cfg, rule, train_set.x.shape[-1], n_classes, init)
     spiking = target.mode == "spiking"
     scfg = _spiking_config(cfg, meta) if spiking else None
     program = target.lower(rule, network=net, config=scfg, allow_nonlocal=cfg.allow_nonlocal)
@@ -331,6 +371,7 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
           extra: dict, progress: bool, log) -> TrainResult:
     from neurolocal.checkpoint import save_checkpoint
 
+    from .bptt import recurrent_update_angles
     from .metrics import update_angles
 
     eye = np.eye(n_classes, dtype=np.float32)
@@ -361,7 +402,8 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
                  "feedback_angles": feedback_angles(net)}
         if target.mode == "rate":
             probe = train_set.x[:500], train_set.y[:500]
-            entry["update_angles"] = update_angles(runner, *probe)
+            angles = recurrent_update_angles if runner.net.recurrent else update_angles
+            entry["update_angles"] = angles(runner, *probe)
         history.append(entry)
         if progress:
             angles = " ".join(f"{k}={v:.1f}" for k, v in entry["feedback_angles"].items())
