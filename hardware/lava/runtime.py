@@ -89,14 +89,14 @@ def session(anchor: Any, tag: str, *, exceptions: dict | None = None
                                  f"{failed}); its worker processes were ended") from failed
 
 
-def learning_rule(lp: LoihiProgram, layer: int, tag: str) -> Any:
-    """The ``Loihi3FLearningRule`` of layer ``layer``'s synapse group."""
+def learning_rule(lp: LoihiProgram, layer: int, tag: str, projection: str = FORWARD) -> Any:
+    """The ``Loihi3FLearningRule`` of the synapse group of ``projection`` into ``layer``."""
     import_lava()
     from lava.magma.core.learning.learning_rule import Loihi3FLearningRule
 
-    tp = lp.trace_params(tag, layer)
+    tp = lp.trace_params(tag, layer, projection)
     ys = {n: tp.pop(f"{n}_tau") for n in TRACE_NAMES}
-    rule = Loihi3FLearningRule(**lp.group(layer).strings(tag), **tp)
+    rule = Loihi3FLearningRule(**lp.synapse_group(layer, projection).strings(tag), **tp)
     for n, tau in ys.items():
         setattr(rule, f"{n}_tau", tau)
     return rule
@@ -130,6 +130,8 @@ class LavaRunner:
         self.chunk = chunk
         self.events = 0.0
         self.last_procs: list = []
+        self.replay: dict | None = None  # recorded noise per layer (extended programs)
+        self.epochs_done = 0  # learning epochs run so far (the neurons' schedules go on)
 
     # -- the Runner interface -------------------------------------------------------------------
     def learn(self, x: Any, onehot: Any, *, progress: Callable | None = None) -> dict:
@@ -141,9 +143,20 @@ class LavaRunner:
         return self.predict_spikes(encode_input(np.asarray(x), self.cfg, seed=self.rng))
 
     def learn_spikes(self, spikes: np.ndarray, onehot: np.ndarray, *,
-                     progress: Callable | None = None) -> dict:
-        """Spike trains (T, N, n0) and one-hot targets (N, n_out): learn, sample by sample."""
-        return self.run(spikes, onehot, learn=True, progress=progress)
+                     progress: Callable | None = None, noise: list | None = None,
+                     phase_noise: list | None = None) -> dict:
+        """Spike trains (T, N, n0) and one-hot targets (N, n_out): learn, sample by sample.
+
+        ``noise`` / ``phase_noise`` replay recorded noise draws instead of the neurons' own
+        generators (as :meth:`neurolocal.hardware.brian2.runtime.Brian2Runner.run` takes them).
+        """
+        from .extended import replay_tables
+
+        self.replay = replay_tables(self.lp, noise, phase_noise)
+        try:
+            return self.run(spikes, onehot, learn=True, progress=progress)
+        finally:
+            self.replay = None
 
     def predict_spikes(self, spikes: np.ndarray) -> np.ndarray:
         """Class scores (N, n_out) for spike trains (T, N, n0), without learning."""
@@ -156,6 +169,12 @@ class LavaRunner:
         """Nothing stays open between calls: every graph is stopped when its call ends."""
 
     # -- graph construction ---------------------------------------------------------------------
+    def feedback_lsb(self, fb: Any) -> np.ndarray:
+        """A feedback group's weights in its LSB units (on the fixed grid in fixed_pt)."""
+        b = np.asarray(self.net.state[fb.plan.name][fb.layer]["w"], dtype=np.float64)
+        b = feedback_matrix(fb.plan, b) / fb.weight_step
+        return loadable_weights(b) if self.tag == "fixed_pt" else b
+
     def weights_lsb(self, layer: int) -> np.ndarray:
         g = self.lp.group(layer)
         w = np.asarray(self.net.state[FORWARD][layer]["w"], dtype=np.float64) / g.weight_step
@@ -195,11 +214,11 @@ class LavaRunner:
             neuron.s_out_bap.connect(dense.s_in_bap)
         return dense
 
-    def _feedback(self, neurons: list, procs: dict) -> None:
+    def _feedback(self, neurons: list, procs: dict, groups: Any = None) -> None:
         from lava.proc.dense.process import Dense
         from lava.utils.weightutils import SignMode
 
-        for fb in self.lp.feedback:
+        for fb in self.lp.feedback if groups is None else groups:
             b = np.asarray(self.net.state[fb.plan.name][fb.layer]["w"], dtype=np.float64)
             b = feedback_matrix(fb.plan, b) / fb.weight_step
             if self.tag == "fixed_pt":
@@ -215,9 +234,13 @@ class LavaRunner:
         """The Lava processes for ``spikes`` (K, T, n0) and one-hot ``targets`` (K, n_out),
         and the epoch length."""
         import_lava()
+        from .extended import build as build_extended
+        from .extended import needs_extended
         from .procs.procs import EpochSource
 
         lp = self.lp
+        if learn and needs_extended(lp):
+            return build_extended(self, spikes, targets)
         k = spikes.shape[0]
         epoch_len = lp.epoch_len if learn else lp.timesteps + 1
         dtype = np.int32 if self.tag == "fixed_pt" else float
@@ -290,6 +313,10 @@ class LavaRunner:
             events += float(result["spikes_total"][layer - 1]) * self.lp.sizes[layer + 1]
         result["events"] = events
         self.events += events
+        if learn:
+            from .extended import epochs_per_sample
+
+            self.epochs_done += k * epochs_per_sample(self.lp)
         return result
 
     def _read(self, procs: dict, k: int, learn: bool) -> dict:
@@ -306,5 +333,9 @@ class LavaRunner:
                 w = np.asarray(procs[f"W{g.layer}"].weights.get(), dtype=np.float64)
                 self.net.state[FORWARD][g.layer]["w"] = w * g.weight_step
                 weights[g.layer] = w
+            for fb in lp.learned_feedback:
+                w = np.asarray(procs[f"{fb.plan.name}{fb.layer}"].weights.get(), dtype=np.float64)
+                self.net.state[fb.plan.name][fb.layer]["w"] = w * fb.weight_step
+                weights[(fb.plan.name, fb.layer)] = w
             out["weights_lsb"] = weights
         return out
