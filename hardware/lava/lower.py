@@ -59,7 +59,7 @@ from .program import (
     LoihiTermMap,
     PostFactor,
 )
-from .scales import pow2_at_least, synapse_group
+from .scales import decay_tick, pow2_at_least, synapse_group
 
 
 @dataclass
@@ -115,12 +115,13 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
     x_impulse = _base_impulse(ctx)
     maps, post_exprs = _map_updates(ctx, x_quantum, cycle)
     factors, maps = _assign_channels(ctx, maps, post_exprs)
+    tick = _tick(ctx, maps)
     groups = []
     for layer in range(1, net.depth + 1):
         step = _weight_step(ctx, layer)
         groups.append(synapse_group(program, maps, factors, layer, net, step, ctx.options,
-                                    profile, x_impulse))
-    fb_groups = [_with_learning(ctx, fb, maps, factors, x_quantum) for fb in fb_groups]
+                                    profile, x_impulse, tick=tick))
+    fb_groups = [_with_learning(ctx, fb, maps, factors, x_quantum, tick) for fb in fb_groups]
     neurons = tuple(
         neuron_program(program, layer, net, eq_step=eq_step[layer], source=src_of.get(layer),
                        feedback=[g for g in fb_groups if g.layer == layer], factors=factors,
@@ -531,12 +532,37 @@ def _new_factor(ctx: _Lowering, tm: LoihiTermMap, expr: sympy.Expr, free: list[s
                       offset=offset, epoch=epoch)
 
 
+def _tick(ctx: _Lowering, maps: list[LoihiTermMap]) -> int:
+    """The decimated-decay period (:func:`.scales.decay_tick`), checked for what it needs:
+    the post neurons' bap (y0) free of the rule's own terms, decays in one kind of epoch."""
+    tick = decay_tick(maps, ctx.profile)
+    if not tick:
+        return 0
+    decayed = [tm for tm in maps if not tm.pre and tm.channel is None and tm.syn_var]
+    flags = [tm for tm in maps if tm.dependency == "y0"]
+    if flags or len({tm.epoch for tm in decayed}) > 1:
+        term = (flags or decayed)[0]
+        raise LoweringError(
+            f"rule {ctx.name}: {term.where}: a decay below the smallest Loihi 2 scale "
+            f"(1*2^{ctx.profile.learning.scale_exp_range[0]}) runs decimated, every {tick} "
+            "epochs on the post neuron's bap (y0); "
+            + ("the rule reads y0 itself (post.s)" if flags else
+               "here decays apply in sample and in noise epochs")
+            + ", so it cannot. Nearest expressible form: --set the decay so that its scale "
+            "is at least 2^-7 per epoch")
+    ctx.notes.append(f"decays below the smallest scale run decimated: every {tick} learning "
+                     "epochs, K times stronger (dependency y0: the post neurons send a bap in "
+                     "those epochs)")
+    return tick
+
+
 def _with_learning(ctx: _Lowering, fb: FeedbackGroup, maps: list[LoihiTermMap],
-                   factors: list[PostFactor], x_quantum: float) -> FeedbackGroup:
+                   factors: list[PostFactor], x_quantum: float, tick: int = 0
+                   ) -> FeedbackGroup:
     """A learned feedback group gets its synapse group (rule strings, scales)."""
     if not _learned(ctx, fb.plan):
         return fb
     group = synapse_group(ctx.program, maps, factors, fb.layer, ctx.net, fb.weight_step,
                           ctx.options, ctx.profile, {"x1": 0.0, "x2": 0.0},
-                          projection=fb.plan.name, shape=fb.shape)
+                          projection=fb.plan.name, shape=fb.shape, tick=tick)
     return dataclasses.replace(fb, learning=group, x_quantum=x_quantum)

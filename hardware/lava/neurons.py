@@ -75,6 +75,9 @@ def neuron_program(program: SpikingProgram, layer: int, net: Network, *, eq_step
     graded_out = [f for f in sends if f.learned]
     phase = program.noise_phases[0] if program.noise_phases else None
     m = program.epochs
+    ticked = [g for g in groups if g.tick]
+    tick_epoch = next((pm.term.epoch for g in ticked for pm in g.products if pm.tick > 1),
+                      None)
     first_ratio = cfg.gain(1, layer - 1, 0, m) / cfg.gain(1, layer - 1, 1, m) if m > 1 else 1.0
     return NeuronProgram(
         name=f"{program.rule.name} L{layer}", layer=layer, n=net.sizes[layer], role=role,
@@ -98,4 +101,5 @@ def neuron_program(program: SpikingProgram, layer: int, net: Network, *, eq_step
         slow_measured=program.slow_measured, slow_computed=program.slow_computed,
         slow_decay=program.slow_decay, src_graded=bool(graded_out),
         src_x_quantum=graded_out[0].x_quantum if graded_out else 1.0,
-        fb_graded=bool(feedback) and feedback[0].learned)
+        fb_graded=bool(feedback) and feedback[0].learned,
+        tick=max((g.tick for g in ticked), default=0), tick_epoch=tick_epoch)

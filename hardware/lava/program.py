@@ -139,6 +139,7 @@ class ProductMap:
     products: dict  # tag -> ProductTerm
     rel_error: float
     shift: int  # LSBs Lava's fixed-point engine drops from this product
+    tick: int = 1  # applied every tick-th epoch (a decimated decay: scales.decay_tick)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,11 @@ class SynapseGroup:
     rule_sets: dict  # tag -> RuleSet (validated)
     uses_bap: bool
     x_impulse: dict = field(default_factory=dict)  # "x1"/"x2" -> impulse per pre spike
+
+    @property
+    def tick(self) -> int:
+        """Epochs between decimated decays (0: none): the post neuron's bap period."""
+        return max((pm.tick for pm in self.products if pm.tick > 1), default=0)
 
     def strings(self, tag: str) -> dict[str, str]:
         return self.rule_sets[tag].to_lava_strings()
