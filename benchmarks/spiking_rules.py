@@ -194,9 +194,95 @@ def subset_table(a, runs: dict, targets: list[str]) -> str:
 # 3. throughput: generated vs hand-written
 
 
-def throughput_section(a, out: dict) -> None:
-    from throughput_rules import lava_pairs, snntorch_pairs
+def _mnist(n: int):
+    from neurolocal.app.data import load_dataset
 
+    tr = load_dataset("mnist", "train", limit=n, verbose=False)
+    return np.array(tr.x, dtype=np.float32), np.eye(10, dtype=np.float32)[tr.y]
+
+
+def snntorch_pairs(a, rule_name: str):
+    """(generated, hand-written) functions, each one timed run returning events/s."""
+    import torch
+    from handwritten.snntorch_kp import handwritten_snntorch_kp
+    from handwritten.snntorch_pal import handwritten_snntorch_pal
+
+    from neurolocal.hardware.base import get_target
+    from neurolocal.hardware.semantics import SpikingConfig, lower_rule
+    from neurolocal.network import build_mlp
+    from neurolocal.rules import get_rule
+
+    cfg = SpikingConfig(timesteps=a.timesteps)
+    rule = get_rule(rule_name).with_globals(lr=a.lr)
+    program = lower_rule(rule, cfg)
+    x, y = _mnist(a.throughput_samples)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    net0 = build_mlp([784, a.hidden, 10], rule, seed=a.seed)
+
+    def generated():
+        runner = get_target("snntorch").runner(build_mlp([784, a.hidden, 10], rule,
+                                                         seed=a.seed), cfg, seed=a.seed,
+                                               batch_size=a.batch_size)
+        t0 = time.perf_counter()
+        runner.learn(xt, yt)
+        return runner.events / (time.perf_counter() - t0)
+
+    def hand():
+        w = [torch.tensor(net0.state[p][layer]["w"]) for p, layer in (("W", 1), ("W", 2),
+                                                                       ("B", 1))]
+        gen, g = torch.Generator().manual_seed(a.seed), dict(program.globals)
+        t0 = time.perf_counter()
+        if rule_name == "kp":
+            ev = handwritten_snntorch_kp(*w, xt, yt, cfg, g["lr"], g["wd"], a.batch_size, gen)
+        else:
+            g["sigma"] = program.noise_sources[0].sigma
+            ev = handwritten_snntorch_pal(*w, xt, yt, cfg, g, a.batch_size, gen,
+                                          epochs=program.epochs,
+                                          tau_slow=float(a.timesteps))
+        return ev / (time.perf_counter() - t0)
+
+    return generated, hand
+
+
+def lava_pairs(a, rule_name: str):
+    """(generated, hand-written) Lava fixed_pt learning graphs, compile time excluded."""
+    import copy
+
+    from handwritten.lava_dfa import time_graph
+    from handwritten.lava_feedback import handwritten_feedback_graph
+
+    from neurolocal.hardware.base import get_target
+    from neurolocal.hardware.encoding import encode_input
+    from neurolocal.hardware.semantics import SpikingConfig
+    from neurolocal.network import build_mlp
+    from neurolocal.rules import get_rule
+
+    cfg = SpikingConfig(timesteps=a.lava_timesteps)
+    net = build_mlp([784, a.lava_hidden, 10], get_rule(rule_name), seed=a.seed)
+    x, y = _mnist(a.lava_samples)
+    spikes = encode_input(x, cfg, seed=np.random.default_rng(a.seed)).astype(np.int8)
+    target = get_target("lava:fixed_pt")
+    events: dict = {}
+
+    def generated():
+        runner = target.runner(copy.deepcopy(net), cfg)
+        res = runner.run(spikes, y, learn=True)
+        events["n"] = res["events"]
+        return res["events"] / res["seconds"]
+
+    def hand():
+        runner = target.runner(copy.deepcopy(net), cfg)
+        lp = runner.lp
+        procs = handwritten_feedback_graph(runner, spikes, y, "fixed_pt", rule_name)
+        seconds = time_graph(procs, spikes.shape[1] * lp.epochs * lp.epoch_len, "fixed_pt")
+        if "n" not in events:
+            generated()
+        return events["n"] / seconds
+
+    return generated, hand
+
+
+def throughput_section(a, out: dict) -> None:
     res = out.setdefault("throughput", {})
     for rule in a.throughput_rules.split(","):
         for target, pairs in (("snntorch", snntorch_pairs), ("lava:fixed_pt", lava_pairs)):

@@ -105,7 +105,8 @@ class _EpochNeuron:
         self._kfirst = dict(p.first_constants) if p.first_constants else self._k
         self._krest = dict(p.rest_constants) if p.rest_constants else self._k
         self._hidden = p.role == "hidden"
-        self._rng = np.random.default_rng(p.seed)
+        # a graph per run call: the epochs run before it pick a fresh stream
+        self._rng = np.random.default_rng([p.seed, p.epoch_offset])
         self._slow: dict = {}
         self._pending = None
         self._calib = None
