@@ -285,11 +285,13 @@ def test_cli_compile_prints_strings_traces_graph_and_report(capsys):
     assert "relax phase" in capsys.readouterr().err
 
 
-def test_train_smoke():
+@pytest.mark.parametrize("rule", ["dfa", "pal"])
+def test_train_smoke(rule):
     from neurolocal.app.training import TrainConfig, train
 
-    res = train(TrainConfig(rule="dfa", target="lava", hidden=[8], limit=12, test_limit=6,
-                            timesteps=6, globals={"lr": 0.05}), progress=False).to_dict()
+    res = train(TrainConfig(rule=rule, target="lava", hidden=[8], limit=12, test_limit=6,
+                            timesteps=8, globals={"lr": 0.05}), progress=False).to_dict()
     assert res["target"] == "lava:fixed_pt" and res["mode"] == "spiking"
     assert 0 <= res["test_accuracy"] <= 100 and res["samples"] == 12
-    assert res["synaptic_events"] > 0 and res["timesteps"] == 6
+    assert res["synaptic_events"] > 0 and res["timesteps"] == 8
+    assert set(res["update_angles"]) == {"W1", "W2"} and set(res["feedback_angles"]) == {"B1"}

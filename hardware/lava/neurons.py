@@ -18,6 +18,8 @@ class _RawPrinter(ArrayPrinter):
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         if "__" not in expr.name:
+            if expr.name.startswith("nz_"):  # private noise: 0 where no draw (inference)
+                return f"st.get({expr.name!r}, 0.0)"
             table = "k" if expr.name in CONSTANTS else "st"
             return f"{table}[{expr.name!r}]"
         return super()._print_Symbol(expr)
