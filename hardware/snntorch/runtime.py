@@ -124,10 +124,13 @@ class SnnTorchRunner:
         return [None] + [self.torch.zeros(batch, n, dtype=self.dtype, device=self.device)
                          for n in self.net.sizes[1:]]
 
-    def _epoch(self, spikes: Any, carry: list, start: int, noise: dict | None) -> list[dict]:
+    def _epoch(self, spikes: Any, carry: list, start: int, noise: dict | None,
+               earlier: dict | None = None) -> list[dict]:
         """Steps ``start ..`` of a sample (an epoch's spikes (E, B, n0)); raw state per layer.
 
-        ``noise``: ``{(source, layer): (B, n)}`` private noise currents of this epoch.
+        ``noise``: ``{(source, layer): (B, n)}`` private noise currents of this epoch;
+        ``earlier``: the previous learning epoch's (a noise into v enters the cells' input as
+        ``xi_t - alpha * xi_(t-1)``, so the step after an epoch boundary needs it).
         """
         torch, cfg = self.torch, self.cfg
         steps = spikes.shape[0]
@@ -150,9 +153,9 @@ class SnnTorchRunner:
                         continue
                     current = current + xi
                     if nz.into == "r":  # into v: the cell's input is xi_t - alpha xi_(t-1)
-                        if start > 0 and alpha:
-                            current[0] = current[0] - alpha * noise.get(("prev", nz.name, layer),
-                                                                      0.0)
+                        if earlier and alpha:
+                            current[0] = current[0] - alpha * earlier.get((nz.name, layer),
+                                                                          0.0)
                         current[1:] = current[1:] - alpha * xi
                         into_v = xi if into_v is None else into_v + xi
                 neuron = self.neurons[layer]
@@ -292,11 +295,9 @@ class SnnTorchRunner:
             for sub in range(prog.epochs):
                 epoch_noise = {(k, layer): v[sub] for k, d in noise.items()
                                for layer, v in d.items()}
-                epoch_noise.update(prev_noise)
                 raw = self._epoch(spikes[sub * steps:(sub + 1) * steps], carry, sub * steps,
-                                  epoch_noise)
-                prev_noise = {("prev", k, layer): v[sub] for k, d in noise.items()
-                              for layer, v in d.items()}
+                                  epoch_noise, prev_noise)
+                prev_noise = epoch_noise
                 comps = self.compartments(raw, tgt, sub=sub, slow=slow)
                 incs = self.increments(comps)
                 if apply:
