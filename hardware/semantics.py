@@ -261,8 +261,9 @@ SYMBOLS: dict[str, SpikingSymbol] = {s.name: s for s in (
     SpikingSymbol("a", "asum/T", "epoch-mean drive: the current u averaged over the layer's "
                   "window (rate mode: the pre-activation)",
                   "none (a post-neuron variable; 3F rule)"),
-    SpikingSymbol("abar", "asum/T", "slow part of the drive: spiking targets add no private "
-                  "noise, so it equals a", "none"),
+    SpikingSymbol("abar", "slow_a", "slow part of the drive, slow(a): the low-pass of a over "
+                  "the sample's learning epochs (a itself with one learning epoch per sample)",
+                  "a post trace with its own tau (neuron program)"),
     SpikingSymbol("dphi", "spk", "surrogate derivative: 'spiked' = spk (the ReLU-derivative "
                   "analogue); 'boxcar' = spk * [a < vth] (not saturated)",
                   "y0 ('spiked'); a 3F post factor ('boxcar')"),
