@@ -15,6 +15,7 @@ from neurolocal.network import Network
 from neurolocal.rule import FORWARD
 from neurolocal.symbols import AXON_SIGNALS, Ref
 
+from .noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
 from .semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
 
 
@@ -51,19 +52,25 @@ class ReferenceSimulator:
 
     Deliberately naive (no layer-at-a-time batching, expressions evaluated with
     ``sympy.lambdify`` straight from the program) so that it shares no code path with the
-    targets it checks.
+    targets it checks. Noise is drawn from ``seed`` unless given (replayed): private noise
+    as ``{source: {layer: (epochs, batch, n)}}``, a noise epoch's as ``{layer: (batch, n)}``.
     """
 
-    def __init__(self, net: Network, program: SpikingProgram, *, optimiser: str | None = None):
+    def __init__(self, net: Network, program: SpikingProgram, *, optimiser: str | None = None,
+                 seed: int = 0):
         require_dense(net, "spiking reference")
+        program.check_depth(net.depth)
         self.net, self.program, self.cfg = net, program, program.config
         self.optimiser = optimiser or self.cfg.optimiser
+        self.rng = np.random.default_rng(seed)
         self.state = {p: {layer: {k: np.array(v, np.float64) for k, v in d.items()}
                           for layer, d in s.items()} for p, s in net.state.items()}
         self.velocity: dict = {}
         consts = self.cfg.constants()
         self.env0 = {**consts, **{f"g_{k}": v for k, v in program.globals.items()}}
         self.layer_consts = [self.cfg.constants(layer) for layer in range(len(net.sizes))]
+        self.sub_consts = [[program.constants(layer, sub) for layer in range(len(net.sizes))]
+                           for sub in range(program.epochs)]
         self.sym_fns = {n: _lambdify(e, {}) for n, e in program.symbols.items()}
         self.out_fns = [(e.target, _lambdify(e.expr, _self_names(e.expr)))
                         for e in program.output_eqs]
@@ -71,6 +78,8 @@ class ReferenceSimulator:
                         for e in program.hidden_eqs]
         self.term_fns = {(u.projection, u.var): [_lambdify(t.expr, _term_names(t.expr))
                                                  for t in u.terms] for u in program.updates}
+        self.noise_fns = {ph.name: [(u, [_lambdify(t.expr, _term_names(t.expr)) for t in u.terms])
+                                    for u in ph.updates] for ph in program.noise_phases}
         self.fixed = {}
         for fb in program.feedback:
             if fb.mode == "fixed":
@@ -79,53 +88,79 @@ class ReferenceSimulator:
                         fb, self.state[fb.name][layer]["w"])
 
     # -- dynamics -------------------------------------------------------------------
-    def simulate(self, spikes: np.ndarray) -> list[dict[str, np.ndarray]]:
-        """Run one epoch on input spikes (T, B, n0); returns raw state per layer (0 = input)."""
+    def _neurons(self, batch: int) -> list[dict]:
+        """Neuron state that runs on through a sample (u, v, the last spike, the input)."""
+        return [{k: np.zeros((batch, n)) for k in ("u", "v", "I", "last")}
+                for n in self.net.sizes]
+
+    def simulate(self, spikes: np.ndarray, *, neurons: list | None = None, start: int = 0,
+                 noise: dict | None = None) -> list[dict[str, np.ndarray]]:
+        """Run steps ``start .. start + len(spikes) - 1`` of a sample on input spikes
+        (steps, B, n0); returns the raw state of this epoch per layer (0 = input).
+
+        ``neurons`` (from :meth:`_neurons`) carries u, v across the epochs of one sample;
+        ``noise``: ``{(source, layer): (B, n)}`` currents of this epoch (hidden layers).
+        """
         cfg, sizes = self.cfg, self.net.sizes
         t_steps, batch = spikes.shape[0], spikes.shape[1]
-        if t_steps != cfg.timesteps:
+        if neurons is None and t_steps != cfg.timesteps:
             raise LoweringError(f"input has {t_steps} steps, the config says T = "
                                 f"{cfg.timesteps}")
+        neurons = neurons if neurons is not None else self._neurons(batch)
         d = [None, cfg.decay(1), cfg.decay(2), cfg.decay(3)]
-        layers = []
-        for n in sizes:
-            layers.append({k: np.zeros((batch, n)) for k in
-                           ("u", "v", "I", "last", "tr1", "tr2", "tr3", "spk", "asum")})
-        for t in range(t_steps):
-            emitted = [np.asarray(spikes[t], np.float64)]
+        layers = [{k: np.zeros((batch, n)) for k in ("tr1", "tr2", "tr3", "spk", "asum")}
+                  for n in sizes]
+        into = {"a": {}, "r": {}}
+        for nz in self.program.noise_sources:
+            for layer in range(1, self.net.depth):
+                if noise is not None:
+                    into[nz.into][layer] = into[nz.into].get(layer, 0.0) + noise[(nz.name, layer)]
+        for j in range(t_steps):
+            t = start + j
+            emitted = [np.asarray(spikes[j], np.float64)]
             for lay in range(1, len(sizes)):
-                st = layers[lay]
+                st, raw = neurons[lay], layers[lay]
                 w = self.state[FORWARD][lay]["w"]
                 bias = w[:, -1] if t >= lay - 1 else 0.0  # the bias neuron's window
-                st["u"] = (1 - cfg.du) * st["u"] + st["I"] + bias
-                st["v"] = (1 - cfg.dv) * st["v"] + st["u"]
+                st["u"] = (1 - cfg.du) * st["u"] + st["I"] + bias + into["a"].get(lay, 0.0)
+                st["v"] = (1 - cfg.dv) * st["v"] + st["u"] + into["r"].get(lay, 0.0)
                 if cfg.reset == "subtract":  # the previous step's spike, subtracted now
                     st["v"] = st["v"] - cfg.vth * st["last"]
                 if t >= lay:  # the drive is averaged over the layer's window
-                    st["asum"] = st["asum"] + st["u"]
+                    raw["asum"] = raw["asum"] + st["u"]
                 s = (st["v"] > cfg.vth) * 1.0
                 if cfg.reset == "zero":
                     st["v"] = np.where(s > 0, 0.0, st["v"])
                 st["last"] = s
                 emitted.append(s)
             for lay, s in enumerate(emitted):
-                st = layers[lay]
+                raw = layers[lay]
                 for k in (1, 2, 3):
-                    st[f"tr{k}"] = d[k] * st[f"tr{k}"] + s
-                st["spk"] = np.maximum(st["spk"], s)
+                    raw[f"tr{k}"] = d[k] * raw[f"tr{k}"] + s
+                raw["spk"] = np.maximum(raw["spk"], s)
             for lay in range(1, len(sizes)):  # synapses: this step's spikes -> next step's I
                 w = self.state[FORWARD][lay]["w"]
-                layers[lay]["I"] = emitted[lay - 1] @ w[:, :-1].T
+                neurons[lay]["I"] = emitted[lay - 1] @ w[:, :-1].T
             layers[0]["asum"] = layers[0]["asum"] + emitted[0]  # input: a = its rate
+        for lay, raw in enumerate(layers):
+            for nz in self.program.noise_sources:
+                raw[nz.raw] = noise[(nz.name, lay)] if noise is not None and \
+                    (nz.name, lay) in noise else np.zeros((batch, sizes[lay]))
         return layers
 
     # -- epoch program --------------------------------------------------------------
-    def compartments(self, layers: list[dict], target: np.ndarray | None) -> list[dict]:
-        """Steps 1-2 of the epoch program: measured symbols, output and hidden equations."""
+    def compartments(self, layers: list[dict], target: np.ndarray | None, *, sub: int = 0,
+                     slow: list | None = None) -> list[dict]:
+        """Steps 1-2 of the epoch program: measured symbols, output and hidden equations.
+
+        ``sub``: the learning epoch within the sample; ``slow``: the per-layer slow traces
+        of this sample (updated here).
+        """
         prog = self.program
+        consts = self.sub_consts[sub] if target is not None else self.layer_consts
         comps = []
         for lay, st in enumerate(layers):
-            env = {**self.env0, **self.layer_consts[lay], **st}
+            env = {**self.env0, **consts[lay], **st}
             c = {n: np.broadcast_to(fn(env), st["tr1"].shape).astype(np.float64)
                  for n, fn in self.sym_fns.items()}
             for n in prog.computed:
@@ -133,6 +168,9 @@ class ReferenceSimulator:
             comps.append(c)
         if target is None:
             return comps
+        slow = slow if slow is not None else [{} for _ in comps]
+        for c, tr in zip(comps, slow, strict=True):
+            self._slow(c, tr, prog.slow_measured)
         out = comps[-1]
         out["target"] = np.asarray(target, np.float64)
         self._run_eqs(out, self.out_fns)
@@ -143,7 +181,18 @@ class ReferenceSimulator:
                 src = comps[layer + 1] if fb.scope == "next" else comps[top]
                 c[fb.target] = c[fb.target] + src[fb.source] @ self.feedback_weights(fb, layer).T
             self._run_eqs(c, self.hid_fns)
+        for c, tr in zip(comps, slow, strict=True):
+            self._slow(c, tr, prog.slow_computed)
         return comps
+
+    def _slow(self, c: dict, traces: dict, names) -> None:
+        """slow(X): the normalised low-pass of X over this sample's learning epochs."""
+        d = self.program.slow_decay
+        for n in names:
+            s_prev, norm_prev = traces.get(n, (0.0, 0.0))
+            s_new, norm_new = d * s_prev + c[n], d * norm_prev + 1.0
+            traces[n] = (s_new, norm_new)
+            c[f"{SLOW_PREFIX}{n}"] = s_new / norm_new
 
     def _run_eqs(self, c: dict, fns) -> None:
         for target, fn in fns:
@@ -157,6 +206,18 @@ class ReferenceSimulator:
             return self.state[fb.name][layer]["w"]
         return feedback_matrix(fb, self.state[fb.name][layer]["w"],
                                self.state[FORWARD][layer + 1]["w"][:, :-1])
+
+    def _evaluate(self, fns, pre: dict, post: dict, syn: dict) -> np.ndarray:
+        """Sum of term functions over (batch, post, pre), averaged over the batch."""
+        total = np.zeros_like(syn["w"])
+        batch = next(iter(post.values())).shape[0]
+        env = dict(self.env0)
+        env.update({f"pre_{k}": v[:, None, :] for k, v in pre.items()})
+        env.update({f"post_{k}": v[:, :, None] for k, v in post.items()})
+        env.update({f"syn_{k}": v[None] for k, v in syn.items()})
+        for fn in fns:
+            total = total + np.broadcast_to(fn(env), (batch, *total.shape)).mean(0)
+        return total
 
     def increments(self, comps: list[dict]) -> dict:
         """Step 3: every update's increment, averaged over the batch (nothing applied)."""
@@ -172,19 +233,7 @@ class ReferenceSimulator:
                 pairs = [(layer, comps[layer + 1] if fb.scope == "next" else comps[-1],
                           comps[layer]) for layer in range(1, self.net.depth)]
             for layer, pre, post in pairs:
-                syn = self.state[up.projection][layer]
-                total = np.zeros_like(syn["w"])
-                batch = post["r"].shape[0]
-                for fn in fns:
-                    env = dict(self.env0)
-                    for k, v in pre.items():
-                        env[f"pre_{k}"] = v[:, None, :]
-                    for k, v in post.items():
-                        env[f"post_{k}"] = v[:, :, None]
-                    for k, v in syn.items():
-                        env[f"syn_{k}"] = v[None]
-                    val = np.broadcast_to(fn(env), (batch, *total.shape))
-                    total = total + val.mean(0)
+                total = self._evaluate(fns, pre, post, self.state[up.projection][layer])
                 out.setdefault((up.projection, layer), {})[up.var] = total
         return out
 
@@ -201,16 +250,101 @@ class ReferenceSimulator:
                 else:
                     st[var] = st[var] + dv
 
+    def draw_noise(self, batch: int) -> dict:
+        """Private noise of one sample: ``{source: {layer: (epochs, batch, n)}}``."""
+        out: dict = {}
+        for _sub in range(self.program.epochs):
+            for nz in self.program.noise_sources:
+                for layer in range(1, self.net.depth):
+                    z = nz.sigma * self.rng.standard_normal((batch, self.net.sizes[layer]))
+                    out.setdefault(nz.name, {}).setdefault(layer, []).append(z)
+        return {k: {layer: np.stack(v) for layer, v in d.items()} for k, d in out.items()}
+
     def run_epoch(self, spikes: np.ndarray, target: np.ndarray | None = None,
-                  *, learn: bool = True) -> dict:
-        """One learning epoch: simulate, then (with a target and ``learn``) the program."""
-        layers = self.simulate(spikes)
-        comps = self.compartments(layers, target if learn else None)
-        incs = {}
-        if learn and target is not None:
+                  *, learn: bool = True, noise: dict | None = None, apply: bool = True) -> dict:
+        """One sample: its learning epochs (simulate, program, update) or, without a target
+        or ``learn``, one inference epoch of T steps.
+
+        ``apply=False`` computes every epoch's increments with the weights held. Returns the
+        last epoch's ``layers`` and ``comps`` and the sum of the ``increments``.
+        """
+        spikes = np.asarray(spikes)
+        if not (learn and target is not None):
+            layers = self.simulate(spikes)
+            return {"layers": layers, "comps": self.compartments(layers, None),
+                    "increments": {}}
+        if spikes.shape[0] != self.cfg.timesteps:
+            raise LoweringError(f"input has {spikes.shape[0]} steps, the config says T = "
+                                f"{self.cfg.timesteps}")
+        prog, batch = self.program, spikes.shape[1]
+        if noise is None and prog.noise_sources:
+            noise = self.draw_noise(batch)
+        neurons, slow = self._neurons(batch), [{} for _ in self.net.sizes]
+        steps, total = prog.epoch_steps, {}
+        for sub in range(prog.epochs):
+            epoch_noise = {(k, layer): v[sub] for k, d in (noise or {}).items()
+                           for layer, v in d.items()}
+            layers = self.simulate(spikes[sub * steps:(sub + 1) * steps], neurons=neurons,
+                                   start=sub * steps, noise=epoch_noise)
+            comps = self.compartments(layers, target, sub=sub, slow=slow)
             incs = self.increments(comps)
+            if apply:
+                self.apply(incs)
+            for key, d in incs.items():
+                acc = total.setdefault(key, {})
+                for var, dv in d.items():
+                    acc[var] = acc.get(var, 0.0) + dv
+        return {"layers": layers, "comps": comps, "increments": total}
+
+    # -- noise epochs -----------------------------------------------------------------
+    def noise_drive(self, xi: dict) -> dict:
+        """One noise epoch's dynamics: hidden layers driven by constant currents ``xi``
+        (``{layer: (B, n)}``); returns each layer's epoch-mean forward drive (steps 1..T-1)."""
+        cfg, depth = self.cfg, self.net.depth
+        batch = next(iter(xi.values())).shape[0]
+        st = {layer: {k: np.zeros((batch, self.net.sizes[layer])) for k in ("u", "v", "last")}
+              for layer in range(1, depth)}
+        dsum = {layer: np.zeros((batch, self.net.sizes[layer])) for layer in range(2, depth + 1)}
+        prev = {layer: np.zeros((batch, self.net.sizes[layer])) for layer in range(1, depth)}
+        for t in range(cfg.timesteps):
+            for layer in range(2, depth + 1):
+                if t >= 1:  # the spikes of step t-1 arrive now
+                    dsum[layer] = dsum[layer] + prev[layer - 1] @ \
+                        self.state[FORWARD][layer]["w"][:, :-1].T
+            for layer in range(1, depth):
+                s = st[layer]
+                s["u"] = (1 - cfg.du) * s["u"] + xi[layer]
+                s["v"] = (1 - cfg.dv) * s["v"] + s["u"]
+                if cfg.reset == "subtract":
+                    s["v"] = s["v"] - cfg.vth * s["last"]
+                spk = (s["v"] > cfg.vth) * 1.0
+                if cfg.reset == "zero":
+                    s["v"] = np.where(spk > 0, 0.0, s["v"])
+                s["last"] = spk
+                prev[layer] = spk
+        return {layer: v / (cfg.timesteps - 1) for layer, v in dsum.items()}
+
+    def run_noise_epoch(self, phase: str, xi: dict | None = None, *, batch: int = 1,
+                        apply: bool = True) -> dict:
+        """One noise epoch of noise phase ``phase``: its updates of the feedback synapses."""
+        ph = next(p for p in self.program.noise_phases if p.name == phase)
+        depth = self.net.depth
+        if xi is None:
+            xi = {layer: ph.sigma * self.rng.standard_normal((batch, self.net.sizes[layer]))
+                  for layer in range(1, depth)}
+        drive = self.noise_drive(xi)
+        incs: dict = {}
+        for up, fns in self.noise_fns[phase]:
+            fb = next(f for f in self.program.feedback if f.name == up.projection)
+            for layer in range(1, depth):
+                pre = {NOISE_DRIVE: drive[layer + 1]}
+                post = {NOISE_VALUE: np.asarray(xi[layer], np.float64),
+                        fb.target: drive[layer + 1] @ self.feedback_weights(fb, layer).T}
+                incs.setdefault((up.projection, layer), {})[up.var] = self._evaluate(
+                    fns, pre, post, self.state[up.projection][layer])
+        if apply:
             self.apply(incs)
-        return {"layers": layers, "comps": comps, "increments": incs}
+        return {"drive": drive, "noise": xi, "increments": incs}
 
 
 def _with_bias(comps: dict) -> dict:

@@ -55,8 +55,20 @@ from neurolocal.errors import LoweringError
 from neurolocal.feedback_weights import evaluate_weights
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl, Rule
-from neurolocal.symbols import OTHER_NEURON_SCOPES, refs_in
+from neurolocal.symbols import OTHER_NEURON_SCOPES, Ref, refs_in
 from neurolocal.terms import Term, split_terms
+
+from .noise import (
+    SLOW_PREFIX,
+    NoisePhase,
+    NoiseSource,
+    learning_epochs,
+    noise_phases,
+    noise_sources,
+    reserved_names,
+    rewrite_slow,
+    slow_name,
+)
 
 __all__ = [
     "SYMBOLS", "SpikingConfig", "SpikingSymbol", "SpikingProgram", "CompartmentEq",
@@ -91,6 +103,11 @@ class SpikingConfig:
     saturated). ``encoding``: pixel -> input spikes (``"poisson"``: Bernoulli per step with
     probability ``input_rate * x``; ``"regular"``: an IF encoder, deterministic).
     ``optimiser``: ``"sgd"`` (w += dw) or ``"momentum"`` (a per-synapse velocity).
+    ``learning_epochs``: learning epochs per sample (None: 1, or 4 for a rule with private
+    noise or slow(), see :mod:`.noise`); the neuron state runs on through a sample, the
+    epoch's traces restart. ``noise_epochs``: noise epochs after every sample epoch (noise
+    phases; rate mode runs one noise phase per step). ``tau_slow``: the time constant of
+    slow(X) in steps (None: T, one sample).
     """
 
     timesteps: int = 20
@@ -106,6 +123,9 @@ class SpikingConfig:
     input_rate: float = 1.0
     optimiser: str = "sgd"
     momentum: float = 0.9
+    learning_epochs: int | None = None
+    noise_epochs: int = 1
+    tau_slow: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) \
@@ -141,40 +161,56 @@ class SpikingConfig:
                                 "needs a division and a square root at every synapse)")
         if not 0.0 <= self.momentum < 1.0:
             raise LoweringError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        for name in ("learning_epochs", "noise_epochs"):
+            value = getattr(self, name)
+            if value is None and name == "learning_epochs":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LoweringError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.tau_slow is not None and not self.tau_slow > 0:
+            raise LoweringError(f"tau_slow is a time constant in steps and must be > 0, got "
+                                f"{self.tau_slow!r}")
 
     def decay(self, k: int) -> float:
         """Per-step decay factor of trace ``k`` (1, 2 or 3)."""
         tau = getattr(self, f"tau{k}")
         return 1.0 if math.isinf(tau) else math.exp(-1.0 / tau)
 
-    def window(self, layer: int = 0) -> int:
-        """Steps of the epoch in which the sample reaches ``layer``: T - layer.
+    def window(self, layer: int = 0, sub: int = 0, epochs: int = 1) -> int:
+        """Steps of learning epoch ``sub`` (of ``epochs`` per sample) in which the sample has
+        reached ``layer``: T - layer for one epoch per sample.
 
         Each projection delays by one step, so layer l first hears from the input at step l.
         """
-        if self.timesteps <= layer:
-            raise LoweringError(f"timesteps T = {self.timesteps} is too short for a network "
-                                f"with {layer} layers after the input: the sample reaches "
-                                f"layer {layer} only at step {layer}; use T > {layer}")
-        return self.timesteps - layer
+        steps = self.timesteps // epochs
+        start = sub * steps
+        if start + steps <= layer:
+            raise LoweringError(
+                f"timesteps T = {self.timesteps} ({epochs} learning epoch(s) of {steps} steps) "
+                f"is too short for a network with {layer} layers after the input: the sample "
+                f"reaches layer {layer} only at step {layer}; use T > {layer} per learning "
+                "epoch (more --timesteps, or fewer learning epochs)")
+        return steps - max(0, layer - start)
 
-    def gain(self, k: int, layer: int = 0) -> float:
+    def gain(self, k: int, layer: int = 0, sub: int = 0, epochs: int = 1) -> float:
         """Factor that turns trace ``k`` of ``layer`` at the end of the epoch into a rate.
 
         A neuron spiking at every step of its window (see :meth:`window`) has rate 1.
         """
-        d, t = self.decay(k), self.window(layer)
+        d, t = self.decay(k), self.window(layer, sub, epochs)
         return 1.0 / t if d == 1.0 else (1.0 - d) / (1.0 - d ** t)
 
-    def constants(self, layer: int = 0) -> dict[str, float]:
-        """The named constants the lowered expressions use for ``layer`` (:data:`CONSTANTS`).
+    def constants(self, layer: int = 0, sub: int = 0, epochs: int = 1) -> dict[str, float]:
+        """The named constants the lowered expressions use for ``layer`` in learning epoch
+        ``sub`` of ``epochs`` per sample (:data:`CONSTANTS`).
 
-        ``T`` is the layer's window (T - layer steps), ``lay`` the layer index.
+        ``T`` is the layer's window (T - layer steps with one epoch per sample), ``lay`` the
+        layer index.
         """
-        return {"T": float(self.window(layer)), "vth": float(self.vth),
-                "k1": self.gain(1, layer), "k2": self.gain(2, layer),
-                "k3": self.gain(3, layer), "d1": self.decay(1), "d2": self.decay(2),
-                "d3": self.decay(3), "lay": float(layer)}
+        return {"T": float(self.window(layer, sub, epochs)), "vth": float(self.vth),
+                "k1": self.gain(1, layer, sub, epochs), "k2": self.gain(2, layer, sub, epochs),
+                "k3": self.gain(3, layer, sub, epochs), "d1": self.decay(1),
+                "d2": self.decay(2), "d3": self.decay(3), "lay": float(layer)}
 
     def with_options(self, **options) -> SpikingConfig:
         """A copy with some fields replaced (unknown names are an error, not ignored)."""
@@ -225,8 +261,9 @@ SYMBOLS: dict[str, SpikingSymbol] = {s.name: s for s in (
     SpikingSymbol("a", "asum/T", "epoch-mean drive: the current u averaged over the layer's "
                   "window (rate mode: the pre-activation)",
                   "none (a post-neuron variable; 3F rule)"),
-    SpikingSymbol("abar", "asum/T", "slow part of the drive: spiking targets add no private "
-                  "noise, so it equals a", "none"),
+    SpikingSymbol("abar", "slow_a", "slow part of the drive, slow(a): the low-pass of a over "
+                  "the sample's learning epochs (a itself with one learning epoch per sample)",
+                  "a post trace with its own tau (neuron program)"),
     SpikingSymbol("dphi", "spk", "surrogate derivative: 'spiked' = spk (the ReLU-derivative "
                   "analogue); 'boxcar' = spk * [a < vth] (not saturated)",
                   "y0 ('spiked'); a 3F post factor ('boxcar')"),
@@ -240,14 +277,17 @@ SYMBOLS: dict[str, SpikingSymbol] = {s.name: s for s in (
 MEASURED = ("r", "x1", "y1", "x2", "y2", "y3", "s", "a", "abar", "dphi")
 
 
-def symbol_exprs(config: SpikingConfig) -> dict[str, sympy.Expr]:
-    """Each measured compartment as a sympy expression over raw state and constants."""
+def symbol_exprs(config: SpikingConfig, noise: tuple = ()) -> dict[str, sympy.Expr]:
+    """Each measured compartment as a sympy expression over raw state and constants
+    (``noise``: the private noise sources, each measured as its raw draw)."""
     tr1, tr2, tr3, spk, asum = (_sym(n) for n in RAW_STATE)
     k1, k2, k3, t_, vth = (_sym(n) for n in ("k1", "k2", "k3", "T", "vth"))
     a = asum / t_
     dphi = spk if config.surrogate == "spiked" else spk * sympy.Heaviside(vth - a)
-    return {"r": k1 * tr1, "x1": k1 * tr1, "y1": k1 * tr1, "x2": k2 * tr2, "y2": k2 * tr2,
-            "y3": k3 * tr3, "s": spk, "a": a, "abar": a, "dphi": dphi}
+    out = {"r": k1 * tr1, "x1": k1 * tr1, "y1": k1 * tr1, "x2": k2 * tr2, "y2": k2 * tr2,
+           "y3": k3 * tr3, "s": spk, "a": a, "abar": a, "dphi": dphi}
+    out.update({n.name: _sym(n.raw) for n in noise})
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -294,6 +334,7 @@ class UpdatePlan:
     expr: sympy.Expr
     text: str
     line: int = 0
+    phase: str | None = None  # a noise phase's update (hardware.noise), else None
 
 
 @dataclass(frozen=True)
@@ -319,10 +360,42 @@ class SpikingProgram:
     updates: tuple[UpdatePlan, ...]
     notes: tuple[str, ...] = ()
     state_vars: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    epochs: int = 1  # learning epochs per sample
+    noise_sources: tuple[NoiseSource, ...] = ()
+    slow_measured: tuple[str, ...] = ()  # slow(X) of measured X (after measuring)
+    slow_computed: tuple[str, ...] = ()  # slow(X) of computed X (after the equations)
+    slow_decay: float = 0.0  # per learning epoch
+    noise_phases: tuple[NoisePhase, ...] = ()
 
     @property
     def name(self) -> str:
         return self.rule.name
+
+    @property
+    def epoch_steps(self) -> int:
+        """Steps per learning epoch (T with one learning epoch per sample)."""
+        return self.config.timesteps // self.epochs
+
+    def constants(self, layer: int, sub: int = 0) -> dict[str, float]:
+        """The expressions' constants for ``layer`` in learning epoch ``sub`` of a sample."""
+        return self.config.constants(layer, sub, self.epochs)
+
+    @property
+    def slow(self) -> tuple[str, ...]:
+        return (*self.slow_measured, *self.slow_computed)
+
+    @property
+    def noise_projections(self) -> tuple[str, ...]:
+        """Projections a noise phase updates."""
+        return tuple(dict.fromkeys(u.projection for ph in self.noise_phases
+                                   for u in ph.updates))
+
+    def check_depth(self, depth: int) -> None:
+        """Every layer must hear from the sample within the first learning epoch."""
+        self.config.window(depth, 0, self.epochs)
+        if self.noise_phases and self.config.timesteps < 2:
+            raise LoweringError("a noise epoch needs T >= 2 steps (its drive arrives one step "
+                                "after the noise-driven spikes)")
 
     def updates_for(self, projection: str) -> tuple[UpdatePlan, ...]:
         return tuple(u for u in self.updates if u.projection == projection)
@@ -362,20 +435,93 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
     _check_features(rule)
     _check_functions(rule)
     _check_held_values(rule)
-    output_eqs = tuple(_compartment_eq(rule, eq, "output") for eq in rule.output)
-    hidden_eqs = tuple(_compartment_eq(rule, eq, "neuron") for eq in rule.neuron)
+    sources = noise_sources(rule)
+    eqs, ups, slow_refs = _rewritten(rule)
+    reserved_names(rule, {r.name for r in slow_refs})
+    output_eqs = tuple(_compartment_eq(rule, eq, "output") for eq in eqs if eq.where == "output")
+    hidden_eqs = tuple(_compartment_eq(rule, eq, "neuron") for eq in eqs if eq.where != "output")
     notes: list[str] = []
     plans = tuple(_feedback_plan(rule, fb, allow_nonlocal, notes) for fb in rule.feedback.values())
-    updates = tuple(_update_plan(rule, u) for u in rule.updates)
-    measured, raw, sym = _measured(config, output_eqs, hidden_eqs, plans, updates)
+    updates = tuple(_update_plan(rule, u, sources, slow_refs) for u in ups)
+    measured, raw, sym = _measured(config, output_eqs, hidden_eqs, plans, updates, sources)
+    slow_m, slow_c = _slow_split(rule, slow_refs, measured, output_eqs, hidden_eqs)
+    measured = tuple(dict.fromkeys([*measured, *(n for n in slow_m if n not in measured)]))
     computed = tuple(dict.fromkeys([*(fb.target for fb in rule.feedback.values()), "err",
                                     *(eq.target for eq in rule.output),
                                     *(eq.target for eq in rule.neuron)]))
+    epochs = learning_epochs(rule, config, bool(slow_refs))
+    steps = config.timesteps // epochs
+    tau_slow = config.tau_slow if config.tau_slow is not None else float(config.timesteps)
     return SpikingProgram(
         rule=rule, config=config, globals=rule.scalar_globals(),
         symbols={n: sym[n] for n in measured}, measured=measured, computed=computed, raw=raw,
         output_eqs=output_eqs, hidden_eqs=hidden_eqs, feedback=plans, updates=updates,
-        notes=tuple(notes), state_vars={p: tuple(rule.state_vars(p)) for p in rule.projections})
+        notes=tuple(notes), state_vars={p: tuple(rule.state_vars(p)) for p in rule.projections},
+        epochs=epochs, noise_sources=sources, slow_measured=slow_m, slow_computed=slow_c,
+        slow_decay=math.exp(-steps / tau_slow), noise_phases=noise_phases(rule, plans, config))
+
+
+def _rewritten(rule: Rule):
+    """The rule's equations and sample-epoch updates with slow(X) as compartments slow_X."""
+    from dataclasses import replace as _replace
+
+    found: set = set()
+    eqs = []
+    for eq in (*rule.output, *rule.neuron):
+        expr, refs = rewrite_slow(eq.expr)
+        found |= refs
+        eqs.append(_replace(eq, expr=expr))
+    ups = []
+    for u in rule.updates:
+        if u.phase is not None:
+            continue  # noise-phase updates: hardware.noise
+        expr, refs = rewrite_slow(u.expr)
+        found |= refs
+        ups.append(_replace(u, expr=expr))
+    return eqs, ups, found
+
+
+def _slow_split(rule: Rule, refs: set, measured, output_eqs, hidden_eqs
+                ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """slow(X) of measured X (known once measured) and of computed X (after the equations).
+
+    An equation may read the slow part of a measured compartment only: the equations run
+    once per epoch, so the slow part of a compartment they compute exists after them.
+    """
+    names = {r.name for r in refs}
+    computed_names = {e.target for e in (*output_eqs, *hidden_eqs)} | \
+        {fb.target for fb in rule.feedback.values()}
+    for eq in (*output_eqs, *hidden_eqs):
+        for ref in refs_in(eq.expr):
+            if ref.name.startswith(SLOW_PREFIX) and ref.name[len(SLOW_PREFIX):] in \
+                    computed_names:
+                raise LoweringError(
+                    f"rule {rule.name}: {eq.target} = {eq.text}{_where(eq.line)} reads "
+                    f"slow({ref.name[len(SLOW_PREFIX):]}), the slow part of a compartment the "
+                    "equations compute: in spiking mode it exists after the equations ran; read "
+                    "it in an update, or take the slow part of a measured compartment (a, r)")
+    slow_m = tuple(sorted(n for n in names if n not in computed_names))
+    slow_c = tuple(sorted(n for n in names if n in computed_names))
+    for n in slow_m:
+        if n not in MEASURED and n not in measured:
+            raise LoweringError(f"rule {rule.name}: slow({n}) reads a compartment that no "
+                                "equation computes and spiking targets do not measure")
+    return slow_m, slow_c
+
+
+def step_globals(rule: Rule, projection: str = FORWARD) -> tuple[str, ...]:
+    """The globals that scale every term of ``projection``'s sample-epoch updates: its step
+    size (``lr`` for ``dw = -lr * post.delta * pre.r - lr * wd * syn.w``), found from the
+    update's form, not its name."""
+    common: set[str] | None = None
+    for u in rule.updates:
+        if u.projection != projection or u.phase is not None:
+            continue
+        for term in split_terms(u.expr):
+            names = {Ref.of(s).name for s in sympy.sympify(term.coef).free_symbols
+                     if Ref.of(s).scope == "glob"}
+            common = names if common is None else common & names
+    return tuple(sorted(common or ()))
 
 
 def _check_globals(rule: Rule) -> None:
@@ -433,10 +579,11 @@ def _compartment_eq(rule: Rule, eq, where: str) -> CompartmentEq:
     return CompartmentEq(eq.target, eq.expr, eq.text, eq.line)
 
 
-def _update_plan(rule: Rule, u) -> UpdatePlan:
+def _update_plan(rule: Rule, u, sources=(), slow_refs=()) -> UpdatePlan:
     """An update as sum-of-products terms, once every symbol it reads is known to exist."""
     available = set(SYMBOLS) | {eq.target for eq in (*rule.output, *rule.neuron)} | \
-        {fb.target for fb in rule.feedback.values()}
+        {fb.target for fb in rule.feedback.values()} | {n.name for n in sources} | \
+        {slow_name(r.name) for r in slow_refs}
     where = f"rule {rule.name}: on {u.projection}: d{u.var} = {u.text}{_where(u.line)}"
     for ref in u.reads:
         if ref.scope in ("pre", "post"):
@@ -453,7 +600,7 @@ def _update_plan(rule: Rule, u) -> UpdatePlan:
     return UpdatePlan(u.projection, u.var, tuple(split_terms(u.expr)), u.expr, u.text, u.line)
 
 
-def _measured(config: SpikingConfig, output_eqs, hidden_eqs, plans, updates
+def _measured(config: SpikingConfig, output_eqs, hidden_eqs, plans, updates, sources=()
               ) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, sympy.Expr]]:
     """The compartments read from spiking state, the raw state they need, their formulas."""
     reads: set[str] = {"r"}  # the output rate is always read (error, prediction)
@@ -462,8 +609,9 @@ def _measured(config: SpikingConfig, output_eqs, hidden_eqs, plans, updates
     reads |= {plan.source for plan in plans}
     for up in updates:
         reads |= {r.name for r in refs_in(up.expr) if r.scope in ("pre", "post")}
-    sym = symbol_exprs(config)
-    measured = tuple(n for n in MEASURED if n in reads)
+    sym = symbol_exprs(config, sources)
+    reads |= {n[len(SLOW_PREFIX):] for n in reads if n.startswith(SLOW_PREFIX)}
+    measured = tuple(n for n in (*MEASURED, *(s.name for s in sources)) if n in reads)
     raw = {"tr1", "spk", "asum"}
     for n in measured:
         raw |= {s.name for s in sym[n].free_symbols if s.name in RAW_STATE}
@@ -475,14 +623,8 @@ UNSUPPORTED_FEATURES = {
     "relax": "a relax phase iterates the neuron equations to a fixed point within one sample; "
              "a spiking network runs its own dynamics during the epoch instead, and spiking "
              "targets do not lower settling equations yet",
-    "noise-phase": "a noise phase needs a second kind of learning epoch in which each hidden "
-                   "layer is driven by noise instead of the sample; spiking targets run one "
-                   "kind of epoch (nearest spiking form: kp, which learns the feedback weights "
-                   "in the ordinary epoch)",
     "hold": "values held from an earlier phase need phases; spiking targets run one kind of "
             "epoch",
-    "noise-source": "a private noise source per neuron is not lowered to spiking targets yet "
-                    "(it would be a per-epoch noise current whose draw every target must share)",
     "forward-multiplex": "a projection from prev.* through the forward synapses sends a "
                          "second signal up the same synapses; spiking targets deliver only "
                          "spikes up W",
@@ -522,7 +664,8 @@ def _check_features(rule: Rule) -> None:
 
 
 #: sympy functions every spiking printer spells (the rule language's elementwise functions).
-SUPPORTED_FUNCTIONS = {"exp", "log", "tanh", "sign", "Abs", "sqrt", "Heaviside", "Max", "Min"}
+SUPPORTED_FUNCTIONS = {"exp", "log", "tanh", "sign", "Abs", "sqrt", "Heaviside", "Max", "Min",
+                       "slow"}
 
 
 def _check_functions(rule: Rule) -> None:
@@ -596,42 +739,9 @@ def feedback_matrix(plan: FeedbackPlan, stored: Any, w_next: Any = None, xp: Any
 
 def describe_program(program: SpikingProgram) -> list[str]:
     """Target-neutral description of the program as comment lines (without '# ')."""
-    cfg, rule = program.config, program.rule
-    c = cfg.constants()
-    lines = [
-        f"rule {rule.name}: {rule.description}",
-        f"learning epoch = one sample = T = {cfg.timesteps} steps; state reset between samples",
-        ("neuron (Lava LIF): u = (1-du)*u + I; v = (1-dv)*v + u; spike if v > vth; v = 0  "
-         if cfg.reset == "zero" else
-         "neuron (LIF, subtractive reset): u = (1-du)*u + I; v = (1-dv)*v + u - vth*s_prev; "
-         "spike s if v > vth  ") + f"[du={cfg.du:g}, dv={cfg.dv:g}, vth={cfg.vth:g}]",
-        "I = weighted spikes of the layer below from the previous step (1 step delay per "
-        "layer) + bias (an always-on synapse)",
-        f"traces: tr_k = d_k*tr_k + spike  [d1={c['d1']:.6g}, d2={c['d2']:.6g}, "
-        f"d3={c['d3']:.6g}]; read as rates over layer l's window of T_l = T - l steps: "
-        "k_k = (1-d_k)/(1-d_k**T_l) (1/T_l for tau = inf); in expressions T means T_l",
-        "symbols at the end of the epoch:",
-    ]
-    for n in program.measured:
-        lines.append(f"  {n:<6} = {sympy.sstr(program.symbols[n]):<24} # {SYMBOLS[n].meaning}")
-    lines.append("  err    = 0, then + feedback (below)")
-    lines.append("epoch program (in this order):")
-    lines.append("  1. output neurons: target = one-hot label; "
-                 + "; ".join(f"{e.target} = {e.text}" for e in program.output_eqs))
-    for fb in program.feedback:
-        lines.append(f"  2. hidden neurons, top layer first: {fb.target} += {fb.name} . "
-                     f"{fb.scope}.{fb.source}   [{fb.mode}: {fb.text}]")
-    if program.hidden_eqs:
-        lines.append("     then " + "; ".join(f"{e.target} = {e.text}"
-                                                for e in program.hidden_eqs))
-    lines.append(f"  3. updates, averaged over the batch, then applied ({cfg.optimiser}):")
-    for up in program.updates:
-        terms = "  +  ".join(f"[{t.text}]" for t in up.terms)
-        lines.append(f"     on {up.projection}: d{up.var} = {terms}")
-    lines.append("  4. reset u, v, traces, spk, asum")
-    for note in program.notes:
-        lines.append(f"note: {note}")
-    return lines
+    from .describe import describe
+
+    return describe(program)
 
 
 def require_dense(net: Network, target: str) -> None:

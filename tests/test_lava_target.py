@@ -57,14 +57,14 @@ EXPECTED = {
     "dfa": "ok",
     "fa": "ok",
     "sdfa": "ok",
-    "fa-decay": "underflows",
-    "kp": "learning the feedback synapses B",
-    "wm": "noise phase",
-    "ia": "noise phase",
+    "fa-decay": "ok",
+    "kp": "ok",
+    "wm": "ok",
+    "ia": "ok",
     "ar": "relax phase",
     "dyninv": "relax phase",
     "pc": "relax phase",
-    "pal": "private noise source",
+    "pal": "ok",
     "bp": "nonlocal|tied to the forward weights",
     "usf": "nonlocal|tied to the forward weights",
     "frsf": "nonlocal|tied to the forward weights",
@@ -154,7 +154,8 @@ output delta = err
 feedback B = output.err -> err via random
 neuron delta = err * dphi
 neuron q = err * r
-on W: dw = -lr * post.delta * pre.r + lr * post.q * pre.x2
+neuron p = err - r
+on W: dw = -lr * post.delta * pre.r + lr * post.q * pre.x2 + lr * post.p * pre.r
 """
 
 COUPLED = """
@@ -172,16 +173,19 @@ def test_lowering_errors_name_term_limit_and_nearest_form():
     with pytest.raises(LoweringError) as exc:
         lower_to_loihi(parse_rule(FOUR_TRACES), CFG, sizes=(20, 10, 3))
     msg = str(exc.value)
-    assert "post.q" in msg and "3 post traces y1 y2 y3" in msg and "Nearest expressible" in msg
+    assert "more post trace" in msg and "3 post traces y1 y2 y3" in msg and "Nearest" in msg
     with pytest.raises(LoweringError) as exc:
         lower_to_loihi(parse_rule(COUPLED), CFG, sizes=(20, 10, 3))
     msg = str(exc.value)
     assert "tanh" in msg and "couples pre- and post-synaptic" in msg and "Nearest" in msg
+    tiny = parse_rule(COUPLED.replace("-lr * tanh(post.delta * pre.r)",
+                                      "-lr * post.delta * pre.r - 1e-9 * pre.r * syn.w"))
     with pytest.raises(LoweringError) as exc:
-        lower_to_loihi(get_rule("fa-decay"), CFG, sizes=(20, 10, 3))
+        lower_to_loihi(tiny, CFG, sizes=(20, 10, 3))
     msg = str(exc.value)
-    assert "term[0] '-lr*wd*syn.w'" in msg and "1*2^-7" in msg and "Nearest expressible" in msg
-    # the nearest form it names is accepted: wd large enough for one 2^-7 step per epoch
+    assert "pre.r*syn.w" in msg and "1*2^-7" in msg and "Nearest expressible" in msg
+    # a bare decay below the smallest scale runs decimated (tests/test_lava_learned.py);
+    # large enough for one 2^-7 step per epoch it is an ordinary product
     lp = lower_to_loihi(get_rule("fa-decay").with_globals(wd=0.8), CFG, sizes=(20, 10, 3))
     decay = [pm for pm in lp.groups[0].products if pm.term.syn]
     assert decay and decay[0].products["floating_pt"].to_lava_string() == "-1*2^-7*u0*w"
@@ -280,15 +284,17 @@ def test_cli_compile_prints_strings_traces_graph_and_report(capsys):
                   "x1_impulse=1", "EpochLearningDense", "NeuroLIF (hidden)",
                   "a_third_factor_in", "resource report", "precision report", "cores"):
         assert piece in out, piece
-    assert main(["compile", "--rule", "fa-decay", "--target", "lava"]) == 2
-    assert "underflows" in capsys.readouterr().err
+    assert main(["compile", "--rule", "ar", "--target", "lava"]) == 2
+    assert "relax phase" in capsys.readouterr().err
 
 
-def test_train_smoke():
+@pytest.mark.parametrize("rule", ["dfa", "pal"])
+def test_train_smoke(rule):
     from neurolocal.app.training import TrainConfig, train
 
-    res = train(TrainConfig(rule="dfa", target="lava", hidden=[8], limit=12, test_limit=6,
-                            timesteps=6, globals={"lr": 0.05}), progress=False).to_dict()
+    res = train(TrainConfig(rule=rule, target="lava", hidden=[8], limit=12, test_limit=6,
+                            timesteps=8, globals={"lr": 0.05}), progress=False).to_dict()
     assert res["target"] == "lava:fixed_pt" and res["mode"] == "spiking"
     assert 0 <= res["test_accuracy"] <= 100 and res["samples"] == 12
-    assert res["synaptic_events"] > 0 and res["timesteps"] == 6
+    assert res["synaptic_events"] > 0 and res["timesteps"] == 8
+    assert set(res["update_angles"]) == {"W1", "W2"} and set(res["feedback_angles"]) == {"B1"}

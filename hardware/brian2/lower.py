@@ -21,6 +21,7 @@ from neurolocal.errors import LoweringError
 from neurolocal.rule import FORWARD
 from neurolocal.symbols import AXON_SIGNALS, Ref
 
+from ..noise import NOISE_VALUE
 from ..printing import ExprPrinter
 from ..semantics import (
     CONSTANTS,
@@ -29,6 +30,7 @@ from ..semantics import (
     SpikingProgram,
     describe_program,
 )
+from . import epochs as ep
 
 INPUT_MODES = ("poisson", "raster")
 #: epoch-clock orders in the ``end`` slot (the spiking semantics' order)
@@ -42,7 +44,8 @@ _BRIAN_RESERVED = {
     "arctan", "sqrt", "abs", "sign", "clip", "int", "floor", "ceil", "exprel", "timestep",
     "and", "or", "not", "lastupdate", "delay", "t_in_timesteps",
 }
-_OWN = {"u", "v", "I", "b", "last", "age", "flag", "p_in", "vel", "w", *RAW_STATE, *CONSTANTS}
+_OWN = {"u", "v", "I", "b", "last", "age", "flag", "p_in", "vel", "w", *RAW_STATE, *CONSTANTS,
+        *ep.OWN_NAMES}
 
 
 def _safe(name: str, prefix: str) -> str:
@@ -75,10 +78,11 @@ class Brian2Printer(ExprPrinter):
         "sqrt": "sqrt",
     }
 
-    def __init__(self, mode: str, bias: bool = False):
+    def __init__(self, mode: str, bias: bool = False, phase: str | None = None):
         super().__init__()
         self.mode = mode  # "group" (self.*) or "synapse" (pre/post/syn)
         self.bias = bias  # pre = the always-on bias neuron; syn.* = the post group's b*
+        self.phase = phase  # a noise epoch's update: post.noise_value is nv_<phase>
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         if "__" not in expr.name:
@@ -86,6 +90,8 @@ class Brian2Printer(ExprPrinter):
         return self.symbol(Ref.of(expr))
 
     def symbol(self, ref: Ref) -> str:
+        if self.phase is not None and ref.name == NOISE_VALUE:
+            return f"nv_{self.phase}_{ref.scope}"
         if ref.scope == "glob":
             return glob_name(ref.name)
         if ref.scope == "self":
@@ -184,8 +190,9 @@ class Brian2Model:
                f"{'-'.join(map(str, self.sizes))}, input {self.input_mode}"]
         out += [f"# {line}" for line in describe_program(self.program)]
         out.append("# one step = 1*ms; all variables dimensionless; the run starts at t = 1 "
-                   "step; epoch clock dt = T_epoch steps; in a group's code T is its window, "
-                   "T_epoch - layer")
+                   "step; epoch clock dt = E_epoch steps (one learning epoch; T_epoch = T "
+                   "steps per sample); in a group's code T is its window, T_epoch - layer "
+                   "with one learning epoch per sample")
         out.append("namespace = {" + ", ".join(f"{k!r}: {v!r}" for k, v in
                                                self.namespace.items()) + "}")
         for g in self.groups:
@@ -198,7 +205,7 @@ class Brian2Model:
                         f"''', when='groups', name='{g.name}_step')"]
             for op in g.epoch:
                 out += [f"{g.name}.run_regularly('''", _indent(op.code),
-                        f"''', dt=T_epoch*ms, when='end', order={op.order}, name={op.name!r})"]
+                        f"''', dt=E_epoch*ms, when='end', order={op.order}, name={op.name!r})"]
         for s in self.synapses:
             on_pre = f", on_pre={s.on_pre!r}" if s.on_pre else ""
             out += ["", f"{s.name} = Synapses({s.source}, {s.target}, '''",
@@ -208,11 +215,11 @@ class Brian2Model:
                 out.append(f"{s.name}.summed_updaters[{s.summed[0] + '_post'!r}].when = 'end'"
                            f"; ....order = {s.summed[1]}   # every step; read at epoch end")
             if s.plan is not None and s.plan.mode == "tied":
-                out.append(f"@network_operation(dt=T_epoch*ms, when='end', order={ORDER_TIED})  "
+                out.append(f"@network_operation(dt=E_epoch*ms, when='end', order={ORDER_TIED})  "
                            f"# {s.name}.w = {s.plan.text} (weight transport)")
             for op in s.epoch:
                 out += [f"{s.name}.run_regularly('''", _indent(op.code),
-                        f"''', dt=T_epoch*ms, when='end', order={op.order}, name={op.name!r})"]
+                        f"''', dt=E_epoch*ms, when='end', order={op.order}, name={op.name!r})"]
         return "\n".join(out) + "\n"
 
 
@@ -225,11 +232,17 @@ def _indent(code: str) -> str:
     return "\n".join(f"    {line}" for line in code.splitlines())
 
 
-def _update_code(program: SpikingProgram, projection: str, *, bias: bool) -> str:
-    """Epoch code applying the rule's updates of one projection (deltas first, then adds)."""
-    pr = Brian2Printer("synapse", bias=bias)
+def _update_code(program: SpikingProgram, projection: str, *, bias: bool, ups=None,
+                 gate: str = "", phase: str | None = None) -> str:
+    """Epoch code applying updates of one projection (deltas first, then adds).
+
+    ``ups``: the updates (default: the sample epoch's); ``gate``: a factor that switches them
+    off in the epochs they do not belong to; ``phase``: a noise phase's updates.
+    """
+    pr = Brian2Printer("synapse", bias=bias, phase=phase)
     lines: list[str] = []
-    ups = program.updates_for(projection)
+    ups = program.updates_for(projection) if ups is None else ups
+    g = f"*{gate}" if gate else ""
     for up in ups:
         lines.append(f"# d{up.var} = {up.text}")
         body = " + ".join(f"({pr.doprint(t.expr)})" for t in up.terms) or "0.0"
@@ -241,10 +254,14 @@ def _update_code(program: SpikingProgram, projection: str, *, bias: bool) -> str
             else syn_name(up.var)
         if up.var == "w" and program.config.optimiser == "momentum":
             vel = "b_vel" if bias else "vel"
-            lines.append(f"{vel} = mu*{vel} + d_{target}")
-            lines.append(f"{target} += {vel}")
+            if gate:
+                lines.append(f"{vel} = {vel} + (mu*{vel} + d_{target} - {vel}){g}")
+                lines.append(f"{target} += {vel}{g}")
+            else:
+                lines.append(f"{vel} = mu*{vel} + d_{target}")
+                lines.append(f"{target} += {vel}")
         else:
-            lines.append(f"{target} += d_{target}")
+            lines.append(f"{target} += d_{target}{g}")
     return "\n".join(lines)
 
 
@@ -258,8 +275,9 @@ def build_model(program: SpikingProgram, sizes: list[int], *,
     ns: dict[str, float] = {k: float(v) for k, v in cfg.constants().items()
                             if k in ("vth", "d1", "d2", "d3")}
     ns.update({"du": float(cfg.du), "dv": float(cfg.dv), "mu": float(cfg.momentum),
-               "T_epoch": float(cfg.timesteps)})
+               "T_epoch": float(cfg.timesteps), "E_epoch": float(program.epoch_steps)})
     ns.update({glob_name(k): float(v) for k, v in program.globals.items()})
+    ns.update(ep.namespace(program))
     groups = [_group(program, layer, n, len(sizes) - 1, input_mode)
               for layer, n in enumerate(sizes)]
     return Brian2Model(program, list(sizes), input_mode, groups,
@@ -277,6 +295,7 @@ def _group_dynamics(program: SpikingProgram, layer: int, depth: int, input_mode:
     traces = [n for n in ("tr1", "tr2", "tr3") if n in program.raw]
     model = [f"{t} : 1" for t in traces] + ["spk : 1", "asum : 1"]
     model += [f"{comp_name(c)} : 1" for c in (*program.measured, *program.computed)]
+    model += ep.group_model(program, layer, depth)
     bump = "\n".join([f"{t} += 1" for t in traces] + ["spk = 1"])
     # a trace with tau = inf is a counter: no decay statement (and no step code at all for an
     # input layer of counters -- one code object less per step)
@@ -299,8 +318,10 @@ def _group_dynamics(program: SpikingProgram, layer: int, depth: int, input_mode:
     if 0 < layer < depth:
         model += [f"fbsum_{fb.name} : 1" for fb in program.feedback]
     reset = ("last = 1\n" if sub else "v = 0\n") + bump
-    step = "\n".join(["age = age + 1", "u = (1 - du)*u + I + b*int(age >= lay)", "I = 0",
-                      "v = (1 - dv)*v + u - vth*last\nlast = 0" if sub else "v = (1 - dv)*v + u",
+    vextra = ep.voltage_extra(program, layer, depth)
+    step = "\n".join(["age = age + 1", ep.current_code(program, layer, depth), "I = 0",
+                      f"v = (1 - dv)*v + u{vextra} - vth*last\nlast = 0" if sub
+                      else f"v = (1 - dv)*v + u{vextra}",
                       "asum += u*int(age > lay)", decay]).strip()
     return model, "v > vth", reset, step
 
@@ -308,33 +329,40 @@ def _group_dynamics(program: SpikingProgram, layer: int, depth: int, input_mode:
 def _epoch_operations(program: SpikingProgram, layer: int, depth: int) -> list[Operation]:
     """What layer ``layer``'s group runs at the end of each learning epoch, in order."""
     gp, name = Brian2Printer("group"), f"nl_L{layer}"
-    measure = [f"{comp_name(c)} = {gp.doprint(program.symbols[c])}" for c in program.measured]
+    measure = ep.measure_prefix(program)
+    measure += [f"{comp_name(c)} = {gp.doprint(program.symbols[c])}" for c in program.measured]
     measure += [f"{comp_name(c)} = 0" for c in program.computed]
+    measure += ep.measure_suffix(program, layer)
     ops = [Operation(f"{name}_measure", ORDER_MEASURE, "\n".join(measure))]
 
     def eq_code(eqs) -> list[str]:
         return [f"# {e.target} = {e.text}\n{comp_name(e.target)} = {gp.doprint(e.expr)}"
                 for e in eqs]
 
-    if layer == depth and program.output_eqs:
-        ops.append(Operation(f"{name}_output", ORDER_OUTPUT,
-                             "\n".join(eq_code(program.output_eqs))))
+    if layer == depth and (program.output_eqs or ep.after_equations(program, layer)):
+        ops.append(Operation(f"{name}_output", ORDER_OUTPUT, "\n".join(
+            eq_code(program.output_eqs) + ep.after_equations(program, layer))))
     if 0 < layer < depth:
         code = [f"{comp_name(target)} = {comp_name(target)} + "
                 + " + ".join(f"fbsum_{fb.name}" for fb in fbs)
                 for target, fbs in program.feedback_into().items()]
-        code += eq_code(program.hidden_eqs)
+        code += eq_code(program.hidden_eqs) + ep.after_equations(program, layer)
         if code:
             ops.append(Operation(f"{name}_hidden", ORDER_HIDDEN + 2 * (depth - layer),
                                  "\n".join(code)))
     if layer > 0 and FORWARD in program.learned_projections:
         ops.append(Operation(f"{name}_bias_update", ORDER_UPDATE,
-                             _update_code(program, FORWARD, bias=True), learning=True))
-    resets = ["age = 0", "u = 0", "v = 0", "I = 0"] if layer else []
-    if layer and program.config.reset == "subtract":
-        resets.append("last = 0")
-    resets += [f"{t} = 0" for t in ("tr1", "tr2", "tr3") if t in program.raw]
-    resets += ["spk = 0", "asum = 0"]
+                             _update_code(program, FORWARD, bias=True,
+                                          gate=ep.sample_gate(program, "")), learning=True))
+    traces = [t for t in ("tr1", "tr2", "tr3") if t in program.raw]
+    if ep.scheduled(program):
+        resets = ep.reset_code(program, layer, depth, traces)
+    else:
+        resets = ["age = 0", "u = 0", "v = 0", "I = 0"] if layer else []
+        if layer and program.config.reset == "subtract":
+            resets.append("last = 0")
+        resets += [f"{t} = 0" for t in traces]
+        resets += ["spk = 0", "asum = 0"]
     ops.append(Operation(f"{name}_reset", ORDER_RESET, "\n".join(resets)))
     return ops
 
@@ -342,10 +370,9 @@ def _epoch_operations(program: SpikingProgram, layer: int, depth: int) -> list[O
 def _group(program: SpikingProgram, layer: int, n: int, depth: int, input_mode: str
            ) -> GroupSpec:
     model, threshold, reset, step = _group_dynamics(program, layer, depth, input_mode)
-    consts = program.config.constants(layer)
     return GroupSpec(f"nl_L{layer}", layer, n, model, threshold, reset, step,
                      epoch=_epoch_operations(program, layer, depth),
-                     constants={k: consts[k] for k in ("T", "k1", "k2", "k3", "lay")})
+                     constants=ep.window_constants(program, layer))
 
 
 def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
@@ -361,23 +388,32 @@ def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
                         f"nl_L{layer}", model, "I_post += w")
         if learned:
             s.epoch.append(Operation(f"nl_W{layer}_update", ORDER_UPDATE,
-                                     _update_code(program, FORWARD, bias=False), learning=True))
+                                     _update_code(program, FORWARD, bias=False,
+                                                  gate=ep.sample_gate(program, "_post")),
+                                     learning=True))
         out.append(s)
     for fb in program.feedback:
-        fb_learned = fb.name in program.learned_projections
+        fb_learned = ep.learns(program, fb.name)
         for layer in range(1, depth):
             src = layer + 1 if fb.scope == "next" else depth
             model = ["w : 1", *[f"{syn_name(v)} : 1" for v in _syn_vars(program, fb.name)]]
             if momentum and fb_learned:
                 model.append("vel : 1")
-            model.append(f"fbsum_{fb.name}_post = w*{comp_name(fb.source)}_pre : 1 (summed)")
+            model.append(f"fbsum_{fb.name}_post = w*{ep.feedback_source(program, fb)} "
+                         ": 1 (summed)")
             s = SynapseSpec(f"nl_{fb.name}{layer}", "feedback", fb.name, layer, f"nl_L{src}",
                             f"nl_L{layer}", model, None,
                             summed=(f"fbsum_{fb.name}", ORDER_HIDDEN - 1 + 2 * (depth - layer)),
                             plan=fb)
-            if fb_learned:
+            if fb.name in program.learned_projections:
                 s.epoch.append(Operation(f"nl_{fb.name}{layer}_update", ORDER_UPDATE,
-                                         _update_code(program, fb.name, bias=False),
+                                         _update_code(program, fb.name, bias=False,
+                                                      gate=ep.sample_gate(program, "_post")),
                                          learning=True))
+            for ph, ups in ep.noise_updates(program, fb.name):
+                s.epoch.append(Operation(f"nl_{fb.name}{layer}_{ph.name}", ORDER_UPDATE,
+                                         _update_code(program, fb.name, bias=False, ups=ups,
+                                                      gate=f"ph_{ph.name}_post",
+                                                      phase=ph.name), learning=True))
             out.append(s)
     return out

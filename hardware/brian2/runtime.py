@@ -19,6 +19,7 @@ from neurolocal.rule import FORWARD
 
 from ..encoding import encode_input
 from ..semantics import feedback_matrix, require_dense
+from . import epochs as ep
 from .lower import (
     ORDER_NEXT,
     ORDER_RECORD,
@@ -97,7 +98,8 @@ class Brian2Runner:
     # -- construction ----------------------------------------------------------------
     def _build(self) -> None:
         b2, ms = self.b2, self.b2.ms
-        model, t_ep = self.model, self.cfg.timesteps * self.b2.ms
+        model, t_ep = self.model, self.program.epoch_steps * self.b2.ms
+        self.scheduled = ep.scheduled(self.program)
         objs: list = []
         self.groups, self.synapses, self.learning_ops = {}, {}, []
         ns = dict(model.namespace)
@@ -216,16 +218,58 @@ class Brian2Runner:
         return self.net
 
     # -- feeding samples -------------------------------------------------------------
+    def _schedule(self, n: int, learn: bool) -> list[dict]:
+        """The epochs of ``n`` samples in order: each sample's learning epochs, then (while
+        learning) its noise epochs."""
+        prog, out = self.program, []
+        for i in range(n):
+            for sub in range(prog.epochs):
+                out.append({"kind": "sample", "i": i, "sub": sub, "end": sub == prog.epochs - 1})
+            if not learn:
+                continue
+            j = 0
+            for ph in prog.noise_phases:
+                for _ in range(ph.epochs):
+                    out.append({"kind": "noise", "i": i, "phase": ph.name, "j": j, "end": True})
+                    j += 1
+        return out
+
     def _set_epoch(self, k: int) -> None:
-        """Load sample k's per-epoch values (target; input probability in poisson mode)."""
+        """Load epoch k's values: target, input probability, schedule flags, replayed noise."""
         q = self._queue
-        if k >= q["n"]:
+        if k >= len(q["schedule"]):
             return
+        e = q["schedule"][k]
+        sample = e["kind"] == "sample"
         out = self.groups[self.net.depth]
         if q.get("target") is not None:
-            setattr(out, comp_name("target"), q["target"][k])
+            setattr(out, comp_name("target"), q["target"][e["i"]])
         if self.input_mode == "poisson":
-            self.groups[0].p_in = q["p"][k]
+            self.groups[0].p_in = q["p"][e["i"]] if sample else 0.0
+        if not self.scheduled:
+            return
+        for layer, grp in self.groups.items():
+            grp.learning = float(q["learn"])
+            grp.endsample = float(e["end"])
+            if self.program.epochs > 1:
+                grp.sub = float(e.get("sub", 0))
+            if self.program.noise_phases:
+                grp.nzep = 0.0 if sample else 1.0
+                for ph in self.program.noise_phases:
+                    setattr(grp, f"ph_{ph.name}", float(not sample and e["phase"] == ph.name))
+            if not 0 < layer < self.net.depth:
+                continue
+            self._replay(grp, layer, e, q)
+
+    def _replay(self, grp, layer: int, e: dict, q: dict) -> None:
+        """Set a hidden group's noise for the coming epoch from a recorded draw."""
+        if e["kind"] == "sample" and q.get("noise") is not None:
+            for nz in self.program.noise_sources:
+                setattr(grp, nz.raw, np.asarray(q["noise"][e["i"]][nz.name][layer])
+                        [e["sub"]].reshape(-1) if q["learn"] else 0.0)
+        elif e["kind"] == "noise" and q.get("phase_noise") is not None:
+            setattr(grp, f"nv_{e['phase']}",
+                    np.asarray(q["phase_noise"][e["i"]][e["j"]][layer]).reshape(-1))
 
     def _next_epoch(self) -> None:
         self._epoch += 1
@@ -244,9 +288,11 @@ class Brian2Runner:
     def predict(self, x: Any) -> np.ndarray:
         return self.run(self._inputs(x), None, learn=False)
 
-    def learn_spikes(self, spikes: np.ndarray, onehot: np.ndarray) -> None:
-        """Replay spike trains (T, N, n0), one learning epoch each (raster mode)."""
-        self.run(self._raster(spikes), onehot, learn=True)
+    def learn_spikes(self, spikes: np.ndarray, onehot: np.ndarray, *, noise: list | None = None,
+                     phase_noise: list | None = None) -> None:
+        """Replay spike trains (T, N, n0), one sample each (raster mode); ``noise`` and
+        ``phase_noise`` replay recorded noise draws (see :meth:`run`)."""
+        self.run(self._raster(spikes), onehot, learn=True, noise=noise, phase_noise=phase_noise)
 
     def predict_spikes(self, spikes: np.ndarray) -> np.ndarray:
         return self.run(self._raster(spikes), None, learn=False)
@@ -265,45 +311,75 @@ class Brian2Runner:
                                   "input mode (bind it with input_mode='raster')")
         return np.moveaxis(np.asarray(spikes), 0, 1)
 
+    def _rows(self, inputs: np.ndarray, schedule: list[dict]) -> np.ndarray:
+        """Raster mode: the input rows step by step (zeros in noise epochs)."""
+        steps, t = self.program.epoch_steps, self.cfg.timesteps
+        rows = []
+        for e in schedule:
+            if e["kind"] == "sample":
+                rows.append(inputs[e["i"], e["sub"] * steps:(e["sub"] + 1) * steps])
+            else:
+                rows.append(np.zeros((t, inputs.shape[2])))
+        return np.concatenate(rows) if rows else np.zeros((0, inputs.shape[2]))
+
     def run(self, inputs: np.ndarray, targets: np.ndarray | None = None, *,
-            learn: bool = True, progress=None) -> np.ndarray:
-        """Present samples one epoch each; returns output scores (N, classes).
+            learn: bool = True, progress=None, noise: list | None = None,
+            phase_noise: list | None = None) -> np.ndarray:
+        """Present samples one after another; returns output scores (N, classes).
 
         ``inputs``: spike trains (N, T, n0) in raster mode, pixels (N, n0) in poisson mode.
-        ``targets``: one-hot (N, classes), needed when ``learn``.
+        ``targets``: one-hot (N, classes), needed when ``learn``. Recorded noise to replay
+        (else Brian2's ``randn()`` draws it): ``noise[i]`` = sample i's private noise
+        ``{source: {layer: (epochs, 1, n)}}``, ``phase_noise[i][j]`` = its j-th noise epoch's
+        ``{layer: (1, n)}``.
         """
         n = len(inputs)
         if learn and targets is None:
             raise NeurolocalError("Brian2Runner.run(learn=True) needs targets")
+        schedule = self._schedule(n, learn)
         if self.input_mode == "raster":
             inputs = np.asarray(inputs, np.float64)
             if inputs.ndim != 3 or inputs.shape[1] != self.cfg.timesteps:
                 raise LoweringError(f"raster input must be (N, T={self.cfg.timesteps}, n0), "
                                     f"got {inputs.shape}")
-            self._step_rows = inputs.reshape(-1, inputs.shape[2])
+            self._step_rows = self._rows(inputs, schedule)
             self._step = 0
         p = None if self.input_mode == "raster" else \
             np.asarray(inputs, np.float64) * self.cfg.input_rate
-        self._queue = {"n": n, "p": p,
+        self._queue = {"n": n, "p": p, "schedule": schedule, "learn": bool(learn),
+                       "noise": noise, "phase_noise": phase_noise,
                        "target": None if targets is None else np.asarray(targets, np.float64)}
         for op in self.learning_ops:
             op.active = bool(learn)
+        self._draw_first(learn, noise)
         self._epoch = 0
         self._set_epoch(0)
         before = len(self.monitor.t)
+        per_sample = len(schedule) // max(n, 1)
         # every Network.run pays Brian2's before_run (tens of ms): chunk only for progress
         chunk = n if progress is None else max(1, min(n, 1000))
         for start in range(0, n, chunk):
-            steps = min(chunk, n - start) * self.cfg.timesteps
+            steps = min(chunk, n - start) * per_sample * self.program.epoch_steps
             self.network.run(steps * self.b2.ms, namespace={})
             if progress is not None:
                 progress(min(start + chunk, n))
-        tr1 = np.asarray(self.monitor.tr1[:, before:]).T
-        asum = np.asarray(self.monitor.asum[:, before:]).T
+        ends = [k for k, e in enumerate(schedule) if e["kind"] == "sample" and e["end"]]
+        tr1 = np.asarray(self.monitor.tr1[:, before:]).T[ends]
+        asum = np.asarray(self.monitor.asum[:, before:]).T[ends]
         t = self.cfg.timesteps
         depth = self.net.depth
         return self.cfg.gain(1, depth) * tr1 + (0.5 / t) * np.tanh(
             asum / self.cfg.window(depth))
+
+    def _draw_first(self, learn: bool, noise) -> None:
+        """The first epoch's noise (later epochs draw theirs in the reset code)."""
+        for layer in range(1, self.net.depth):
+            grp = self.groups[layer]
+            for nz in self.program.noise_sources:
+                value = f"{nz.sigma!r}*randn()" if learn and noise is None else "0.0"
+                setattr(grp, nz.raw, value)
+            for ph in self.program.noise_phases:
+                setattr(grp, f"nv_{ph.name}", f"{ph.sigma!r}*randn()")
 
     @property
     def events(self) -> float:

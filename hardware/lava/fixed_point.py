@@ -81,7 +81,8 @@ def epoch_error_bound(lp: LoihiProgram, layer: int, pre_counts: np.ndarray,
     if fb_abs_sum is not None:
         fbg = next((f for f in lp.feedback if f.layer == layer), None)
         if fbg is not None:
-            dv = 0.5 * lp.payload_quantum * np.asarray(fb_abs_sum, dtype=float)
+            quantum = fbg.x_quantum if fbg.learned else lp.payload_quantum
+            dv = 0.5 * quantum * np.asarray(fb_abs_sum, dtype=float)
     for pm in g.products:
         p = pm.products["floating_pt"]
         pf = p.scale_mantissa * 2.0**p.scale_exp
@@ -95,4 +96,38 @@ def epoch_error_bound(lp: LoihiProgram, layer: int, pre_counts: np.ndarray,
             post = 0.5 + q * dv
         fx = pm.products["fixed_pt"]
         bound = bound + abs(pf) * np.outer(post, pre) + 2.0**fx.scale_exp
+    return bound * g.weight_step
+
+
+def feedback_epoch_error_bound(lp: LoihiProgram, fb, source: np.ndarray,
+                               post: dict[str, np.ndarray]) -> np.ndarray:
+    """Largest |fixed_pt - exact| change of one epoch of a learned feedback group's synapses.
+
+    Given the same start weights and spikes, per synapse (in float weight units)::
+
+        sum over products |m 2^e| (|X| dY + dX |Y| + dX dY) + 2^e_fixed  +  1
+
+    times the weight step, where ``X`` is the graded pre trace (``source / x_quantum``, the
+    value the source sent, rounded: ``dX = 1/2``) and ``Y`` the post trace (``Q`` times the
+    post factor, rounded: ``dY = 1/2``), both exact apart from that rounding (sources and
+    post factors computed from spike counts and noise on the grid). ``source``: the carried
+    values (n_pre,); ``post``: trace name -> |post factor| per post neuron (n_post,).
+    """
+    g = fb.learning
+    ones_post, ones_pre = np.ones(g.shape[0]), np.ones(g.shape[1])
+    x = np.abs(np.asarray(source, dtype=float)) / fb.x_quantum
+    bound = np.ones(g.shape)
+    for pm in g.products:
+        p, fx = pm.products["floating_pt"], pm.products["fixed_pt"]
+        scale = abs(p.scale_mantissa * 2.0**p.scale_exp)
+        trace = next((f.var for f in p.factors if f.var in TRACE_NAMES), None)
+        y = g.channel_gain[trace] * np.abs(np.asarray(post[trace], dtype=float)) \
+            if trace is not None else None
+        if pm.term.pre and y is not None:  # |XY - X'Y'| <= |X| dY + dX |Y| + dX dY
+            err = 0.5 * np.outer(ones_post, x) + 0.5 * np.outer(y, ones_pre) + 0.25
+        elif pm.term.pre or y is not None:
+            err = 0.5 * np.outer(ones_post, ones_pre)
+        else:
+            err = 0.0
+        bound = bound + scale * err + 2.0**fx.scale_exp
     return bound * g.weight_step

@@ -36,6 +36,7 @@ from neurolocal.network import Network, build_mlp
 from neurolocal.rule import FORWARD, Rule
 from neurolocal.symbols import Ref
 
+from ..noise import NOISE_DRIVE
 from ..profiles import LOIHI2, Profile
 from ..semantics import (
     FeedbackPlan,
@@ -48,6 +49,7 @@ from ..semantics import (
 from .loihi_rule import Factor
 from .neurons import neuron_program
 from .program import (
+    GRADED_ZERO,
     SYN_TARGET,
     SYN_VARS,
     TRACE_NAMES,
@@ -57,7 +59,7 @@ from .program import (
     LoihiTermMap,
     PostFactor,
 )
-from .scales import pow2_at_least, synapse_group
+from .scales import decay_tick, pow2_at_least, synapse_group
 
 
 @dataclass
@@ -101,24 +103,31 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
     elif net.rule is not rule and net.rule.name != rule.name:
         raise LoweringError(f"network was built for rule {net.rule.name!r}, not {rule.name!r}")
     require_dense(net, "lava")
+    program.check_depth(net.depth)
     ctx = _Lowering(program, net, options or LavaOptions(), profile)
+    cycle = _noise_cycle(ctx)
     fb_groups, eq_step, src_of = _feedback_path(ctx)
     epoch_len = max(eq_step.values())
     _check_epoch_time(ctx, epoch_len)
     quantum = 2.0 ** -math.floor(math.log2(ctx.options.payload_max / ctx.options.feedback_range))
+    tmax = profile.traces.range[1] if profile.traces else 127
+    x_quantum = 2.0 ** -math.floor(math.log2((tmax - GRADED_ZERO) / ctx.options.feedback_range))
     x_impulse = _base_impulse(ctx)
-    maps, post_exprs = _map_updates(ctx)
+    maps, post_exprs = _map_updates(ctx, x_quantum, cycle)
     factors, maps = _assign_channels(ctx, maps, post_exprs)
+    tick = _tick(ctx, maps)
     groups = []
     for layer in range(1, net.depth + 1):
         step = _weight_step(ctx, layer)
         groups.append(synapse_group(program, maps, factors, layer, net, step, ctx.options,
-                                    profile, x_impulse))
+                                    profile, x_impulse, tick=tick))
+    fb_groups = [_with_learning(ctx, fb, maps, factors, x_quantum, tick) for fb in fb_groups]
     neurons = tuple(
         neuron_program(program, layer, net, eq_step=eq_step[layer], source=src_of.get(layer),
                        feedback=[g for g in fb_groups if g.layer == layer], factors=factors,
                        group=groups[layer - 1], quantum=quantum, options=ctx.options,
-                       epoch_len=epoch_len)
+                       epoch_len=epoch_len, cycle=cycle,
+                       sends=[g for g in fb_groups if g.source_layer == layer])
         for layer in range(1, net.depth + 1))
     cfg = ctx.cfg
     if cfg.du != 1.0 or cfg.dv != 0.0:
@@ -128,7 +137,30 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
                          "approximate the reference; du = 1, dv = 0 are exact")
     return LoihiProgram(program, ctx.options, profile, tuple(net.sizes), cfg.timesteps,
                         epoch_len, x_impulse, tuple(maps), tuple(factors), tuple(groups),
-                        tuple(fb_groups), neurons, quantum, ctx.notes, ctx.warnings)
+                        tuple(fb_groups), neurons, quantum, ctx.notes, ctx.warnings,
+                        epochs=program.epochs, noise_cycle=cycle)
+
+
+def _noise_cycle(ctx: _Lowering) -> int:
+    """Learning epochs per sample cycle: 1, or 2 with a noise phase (a sample epoch, then its
+    noise epoch). The feedback synapses learn in every second epoch (Loihi's ``u1``
+    dependency), so a rule gets one noise phase with one noise epoch per sample epoch."""
+    phases = ctx.program.noise_phases
+    if not phases:
+        return 1
+    if len(phases) > 1 or phases[0].epochs != 1:
+        raise LoweringError(
+            f"rule {ctx.name}: the Lava target runs one noise epoch after every sample epoch "
+            f"(the feedback synapses learn in every second learning epoch: dependency u1); "
+            f"this program has {len(phases)} noise phase(s) with "
+            f"{', '.join(str(p.epochs) for p in phases)} noise epoch(s): use noise_epochs = 1")
+    both = set(ctx.program.learned_projections) & set(ctx.program.noise_projections)
+    if both:
+        raise LoweringError(
+            f"rule {ctx.name}: feedback {', '.join(sorted(both))} learns in sample epochs and in "
+            "noise epochs; a Loihi 2 synapse group has one u<k> dependency, so it learns in "
+            "one kind of epoch")
+    return 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,27 +189,44 @@ def _feedback_path(ctx: _Lowering) -> tuple[list[FeedbackGroup], dict[int, int],
                     f"({src_of[source_layer]} and {plan.source}); a NeuroLIF population has one "
                     "graded feedback output on the Lava target")
             into.setdefault(layer, []).append(plan)
-    eq_step = {depth: ctx.cfg.timesteps + 1}
+    for source_layer in src_of:
+        kinds = {_learned(ctx, p) for p in program.feedback
+                 if (depth if p.scope == "output" else None) in (source_layer, None)}
+        if len(kinds) > 1 and source_layer == depth:
+            raise LoweringError(
+                f"rule {ctx.name}: layer {source_layer} feeds a learned and a fixed feedback "
+                "projection; its one graded output carries an offset-coded value for the "
+                "learned one and a signed one for the fixed one, not both")
+    end = ctx.program.epoch_steps + 1  # the step that ends a learning epoch's window
+    eq_step = {depth: end}
     groups: list[FeedbackGroup] = []
     wmax = ctx.profile.weights.range_mixed[1] if ctx.profile.weights else 255
     for layer in range(depth - 1, 0, -1):
         plans = into.get(layer, [])
-        arrivals = {eq_step[depth if p.scope == "output" else layer + 1] + 1 for p in plans}
+        # a learned synapse group's graded pre trace needs an offset: one more step (below)
+        arrivals = {eq_step[depth if p.scope == "output" else layer + 1]
+                    + (2 if _learned(ctx, p) else 1) for p in plans}
         if len({p.target for p in plans}) > 1 or len(arrivals) > 1:
             raise LoweringError(
                 f"rule {ctx.name}: hidden layer {layer} receives feedback "
                 f"{', '.join(p.name for p in plans)} into different compartments or at "
                 "different steps; a NeuroLIF population has one feedback input "
                 "(a_third_factor_in) on the Lava target")
-        eq_step[layer] = arrivals.pop() if arrivals else ctx.cfg.timesteps + 1
+        eq_step[layer] = arrivals.pop() if arrivals else end
         for plan in plans:
             stored = ctx.net.state[plan.name][layer]["w"]
             b = np.asarray(feedback_matrix(plan, stored), dtype=np.float64)
-            step = pow2_at_least(float(np.abs(b).max()) / wmax)
+            headroom = ctx.options.weight_headroom if _learned(ctx, plan) else 1.0
+            step = pow2_at_least(headroom * float(np.abs(b).max()) / wmax)
             source_layer = depth if plan.scope == "output" else layer + 1
             groups.append(FeedbackGroup(plan, layer, source_layer, tuple(b.shape), step,
                                         eq_step[layer]))
     return groups, eq_step, src_of
+
+
+def _learned(ctx: _Lowering, plan: FeedbackPlan) -> bool:
+    return plan.name in ctx.program.learned_projections or \
+        plan.name in ctx.program.noise_projections
 
 
 def _check_epoch_time(ctx: _Lowering, epoch_len: int) -> None:
@@ -187,7 +236,7 @@ def _check_epoch_time(ctx: _Lowering, epoch_len: int) -> None:
         ctx.warnings.append(
             f"t_epoch = {epoch_len} steps exceeds Loihi 2's {eng.epoch_time_bits}-bit epoch "
             f"time (<= {limit}); Lava's simulator does not check it, a chip would need "
-            f"T <= {limit - (epoch_len - ctx.cfg.timesteps)}")
+            f"T <= {limit - (epoch_len - ctx.program.epoch_steps)} per learning epoch")
 
 
 def _base_impulse(ctx: _Lowering) -> dict[str, float]:
@@ -224,50 +273,75 @@ def _weight_step(ctx: _Lowering, layer: int) -> float:
 # Rule-level term mapping
 
 
-def _syn_names(ctx: _Lowering) -> dict[str, str]:
-    """Rule synaptic variables of W -> Loihi's w, t, d (in that order)."""
-    vars_ = ctx.program.state_vars.get(FORWARD, ("w",))
+def _syn_names(ctx: _Lowering, projection: str = FORWARD) -> dict[str, str]:
+    """Rule synaptic variables of a projection -> Loihi's w, t, d (in that order)."""
+    vars_ = ctx.program.state_vars.get(projection, ("w",))
     if len(vars_) > len(SYN_VARS):
         raise LoweringError(
-            f"rule {ctx.name}: projection {FORWARD} keeps {len(vars_)} synaptic variables "
+            f"rule {ctx.name}: projection {projection} keeps {len(vars_)} synaptic variables "
             f"({', '.join(vars_)}); a Loihi 2 synapse has three (w, tag t, delay d)")
     return {v: SYN_VARS[i] for i, v in enumerate(vars_)}
 
 
-def _refuse_learned_feedback(ctx: _Lowering, up) -> None:
-    fb = next(p for p in ctx.program.feedback if p.name == up.projection)
-    term0 = next((t.text for t in up.terms if t.pre != 1),
-                 up.terms[0].text if up.terms else up.text)
-    raise LoweringError(
-        f"rule {ctx.name}: on {up.projection}: d{up.var} = {up.text}{_where(up.line)}, term "
-        f"{term0!r}: learning the feedback synapses {fb.name} ({fb.scope}.{fb.source} -> "
-        f"{fb.target}) needs a pre-synaptic factor of the graded value they carry "
-        f"({fb.source}, signed); Loihi 2's pre traces x1/x2 are unsigned 7-bit spike traces "
-        "(a graded spike only counts as an event), so no product term can read it. Nearest "
-        f"expressible form: a fixed feedback projection (drop 'on {up.projection}', e.g. fa "
-        "or fa-decay)")
+def _combined(terms) -> list:
+    """Terms of a feedback update with the same pre and synaptic factors summed into one, their
+    post factors added (``amp*post.r*pre.d - null*post.err*pre.d``: one product with the post
+    factor ``amp*post.r - null*post.err``): fewer products, fewer post traces."""
+    from neurolocal.terms import Term
+
+    groups: dict = {}
+    for t in terms:
+        if not t.separable:
+            groups[("mixed", id(t))] = [t]
+            continue
+        groups.setdefault((t.pre, t.syn), []).append(t)
+    out = []
+    for key, ts in groups.items():
+        if len(ts) == 1 or key[0] == "mixed":
+            out += ts
+            continue
+        coef = ts[0].coef
+        post = sympy.Add(*[(t.coef / coef) * t.post for t in ts])
+        out.append(Term(coef, ts[0].pre, post, ts[0].syn, sympy.Integer(1)))
+    return out
 
 
-def _map_updates(ctx: _Lowering) -> tuple[list[LoihiTermMap], list[tuple[sympy.Expr, int]]]:
-    """Every term of every update: its mapping and, where it has one, its post factor."""
-    syn_names = _syn_names(ctx)
+def _map_updates(ctx: _Lowering, x_quantum: float, cycle: int
+                 ) -> tuple[list[LoihiTermMap], list[tuple[sympy.Expr, int]]]:
+    """Every term of every update: its mapping and, where it has one, its post factor.
+
+    Forward updates learn in sample epochs (u0); a learned feedback projection's in sample
+    epochs too, or -- a noise phase's -- in every second epoch (u1: the noise epochs).
+    """
     maps: list[LoihiTermMap] = []
     post_exprs: list[tuple[sympy.Expr, int]] = []
-    for up in ctx.program.updates:
-        if up.projection != FORWARD:
-            _refuse_learned_feedback(ctx, up)
-        for i, term in enumerate(up.terms):
-            tm, post_expr = _map_term(ctx.program, up, i, term, syn_names)
+    work = [(up, None) for up in ctx.program.updates]
+    work += [(up, ph.name) for ph in ctx.program.noise_phases for up in ph.updates]
+    for up, epoch in work:
+        forward = up.projection == FORWARD
+        names = _syn_names(ctx, up.projection)
+        for i, term in enumerate(up.terms if forward else _combined(up.terms)):
+            tm, post_expr = _map_term(ctx.program, up, i, term, names,
+                                      graded=0.0 if forward else x_quantum, epoch=epoch)
+            if forward and cycle > 1 and post_expr is None:
+                raise LoweringError(
+                    f"rule {ctx.name}: {tm.where}: a forward term without a post factor would "
+                    "also apply in the noise epochs (the forward synapses learn in every "
+                    "epoch; the neurons zero their post factors in noise epochs)")
             maps.append(tm)
             if post_expr is not None:
                 post_exprs.append((post_expr, len(maps) - 1))
     cfg = ctx.cfg
-    if cfg.tau1 != math.inf and any("x1" in m.pre for m in maps):
+    if cfg.tau1 != math.inf and any("x1" in m.pre and not m.graded for m in maps):
         ctx.warnings.append(
             f"tau1 = {cfg.tau1:g}: Lava keeps pre traces per epoch and decays all but the last "
             "spike of an epoch from the epoch start, so x1 only approximates the reference's "
             "exponential trace; agreement with the reference is exact for tau1 = inf")
     if any("x2" in m.pre for m in maps):
+        if ctx.program.epochs > 1:
+            raise LoweringError(f"rule {ctx.name}: a pre trace x2 with several learning epochs "
+                                "per sample: the first epoch's shorter window is corrected "
+                                "for x1 only")
         ctx.warnings.append(f"x2 (tau2 = {cfg.tau2:g}) uses Lava's per-epoch trace "
                             "approximation (all but the last spike of an epoch decayed from "
                             "the epoch start)")
@@ -350,12 +424,39 @@ def _syn_factors(factors, syn_names: dict[str, str], where: str
     return syn, (syn_var if len(syn) <= 1 else None)
 
 
-def _map_term(program: SpikingProgram, up, index: int, term, syn_names: dict[str, str]
+def _graded_pre(program: SpikingProgram, up, factors, where: str, epoch: str | None
+                ) -> tuple[list[str], str]:
+    """A learned feedback synapse's pre factor: the graded value it carries, in x1."""
+    plan = next(p for p in program.feedback if p.name == up.projection)
+    carried = NOISE_DRIVE if epoch else plan.source
+    pre = []
+    for factor in factors:
+        if factor == 1:
+            continue
+        if not (isinstance(factor, sympy.Symbol) and Ref.of(factor).name == carried):
+            raise LoweringError(
+                f"{where}: the pre-synaptic factor of a learned feedback synapse must be the "
+                f"value it carries (pre.{carried}); Loihi 2 overwrites its pre trace x1 with each "
+                f"graded spike, so {sympy.sstr(factor).replace('pre__', 'pre.')} has no trace "
+                f"(nearest expressible form: pre.{carried})")
+        pre.append("x1")
+    if len(pre) > 1:
+        raise LoweringError(f"{where}: the graded pre trace x1 appears twice in one product")
+    return pre, "u1" if epoch else "u0"
+
+
+def _map_term(program: SpikingProgram, up, index: int, term, syn_names: dict[str, str], *,
+              graded: float = 0.0, epoch: str | None = None
               ) -> tuple[LoihiTermMap, sympy.Expr | None]:
-    """Rule-level mapping of one term: dependency, pre traces, post factor, syn factors."""
+    """Rule-level mapping of one term: dependency, pre traces, post factor, syn factors.
+
+    ``graded``: a learned feedback synapse's value units per x1 unit (its pre trace is the
+    graded value it carries); ``epoch``: the noise phase the term belongs to.
+    """
     cfg, rule = program.config, program.rule
-    where = f"rule {rule.name}: on {up.projection}: d{up.var} = {up.text}{_where(up.line)}, " \
-            f"term {term.text!r}"
+    during = f" during {epoch}" if epoch else ""
+    where = f"rule {rule.name}: on {up.projection}{during}: d{up.var} = {up.text}" \
+            f"{_where(up.line)}, term {term.text!r}"
     if not term.separable:
         raise LoweringError(
             f"{where}: the factor {sympy.sstr(term.mixed)} couples pre- and post-synaptic "
@@ -367,50 +468,101 @@ def _map_term(program: SpikingProgram, up, index: int, term, syn_names: dict[str
     if coef.free_symbols or not coef.is_number:
         raise LoweringError(f"{where}: the coefficient {sympy.sstr(term.coef)} is not a number "
                             "once the globals are bound (a Loihi scale is a constant)")
-    pre, dependency = _pre_factors(sympy.Mul.make_args(term.pre), where)
+    if graded:
+        pre, dependency = _graded_pre(program, up, sympy.Mul.make_args(term.pre), where, epoch)
+    else:
+        pre, dependency = _pre_factors(sympy.Mul.make_args(term.pre), where)
     post_expr: sympy.Expr | None = None
     if term.post != 1:
-        if _is_spike_flag(term.post, cfg) and not pre and dependency == "u0":
+        if _is_spike_flag(term.post, cfg) and not pre and dependency == "u0" and not graded:
             dependency = "y0"
         else:
             post_expr = term.post
     syn, syn_var = _syn_factors(sympy.Mul.make_args(term.syn), syn_names, where)
     target = SYN_TARGET[syn_names[up.var]]
     return LoihiTermMap(up.projection, up.var, target, index, term.text, float(coef),
-                        dependency, tuple(pre), None, tuple(syn), syn_var, up.line), post_expr
+                        dependency, tuple(pre), None, tuple(syn), syn_var, up.line,
+                        graded=graded, epoch=epoch, epochs=program.epochs), post_expr
 
 
 def _assign_channels(ctx: _Lowering, maps: list[LoihiTermMap],
                      post_exprs: list[tuple[sympy.Expr, int]]
                      ) -> tuple[list[PostFactor], list[LoihiTermMap]]:
-    """One y channel per unsigned post factor, a (+, -) pair (y2, y3) per signed one."""
+    """One y channel per unsigned post factor, a (+, -) pair (y2, y3) per signed one -- or,
+    when the post traces run short, a signed factor offset-coded in one channel (the bracketed
+    factor ``(y1-64)``). Channels are shared by every synapse group into a neuron."""
     factors: list[PostFactor] = []
     free = list(TRACE_NAMES)
     channel_of: dict[int, int] = {}
     for expr, index in post_exprs:
-        found = next((k for k, f in enumerate(factors) if sympy.simplify(f.expr - expr) == 0),
-                     None)
+        epoch = maps[index].epoch
+        found = next((k for k, f in enumerate(factors) if f.epoch == epoch
+                      and sympy.simplify(f.expr - expr) == 0), None)
         if found is None:
-            signed = not _nonnegative_post(expr)
-            need = 2 if signed else 1
-            if len(free) < need:
-                raise LoweringError(
-                    f"rule {ctx.name}: {maps[index].where}: its post factor "
-                    f"{sympy.sstr(expr)} needs {need} more post trace(s), but the rule's other "
-                    f"post factors already use {', '.join(t for t in TRACE_NAMES if t not in free)}"
-                    " (limit: Loihi 2 has 3 post traces y1 y2 y3; a signed factor takes two, y2 "
-                    "for its positive and y3 for its negative part). Nearest expressible form: "
-                    "compute one post compartment that combines the factors (neuron q = ...) "
-                    "and read post.q")
-            if signed:
-                traces = ("y2", "y3") if "y2" in free and "y3" in free else tuple(free[:2])
-            else:
-                traces = (free[0],)
-            for tr in traces:
-                free.remove(tr)
-            factors.append(PostFactor(expr, sympy.sstr(expr).replace("post__", "post."),
-                                      signed, traces))
+            factors.append(_new_factor(ctx, maps[index], expr, free, epoch))
             found = len(factors) - 1
         channel_of[index] = found
     return factors, [dataclasses.replace(tm, channel=channel_of.get(i))
                      for i, tm in enumerate(maps)]
+
+
+def _new_factor(ctx: _Lowering, tm: LoihiTermMap, expr: sympy.Expr, free: list[str],
+                epoch: str | None) -> PostFactor:
+    """The channel(s) of a new post factor, taken from ``free``."""
+    signed = not _nonnegative_post(expr)
+    offset = 0
+    if signed and len(free) < 2 and free:
+        traces, offset = (free[0],), GRADED_ZERO
+    elif len(free) < (2 if signed else 1):
+        raise LoweringError(
+            f"rule {ctx.name}: {tm.where}: its post factor {sympy.sstr(expr)} needs "
+            f"{2 if signed else 1} more post trace(s), but the rule's other post factors already "
+            f"use {', '.join(t for t in TRACE_NAMES if t not in free)} (limit: Loihi 2 has 3 "
+            "post traces y1 y2 y3 per neuron, shared by its synapse groups; a signed factor "
+            "takes two, y2 for its positive and y3 for its negative part, or one offset-coded "
+            "channel). Nearest expressible form: compute one post compartment that combines "
+            "the factors (neuron q = ...) and read post.q")
+    elif signed:
+        traces = ("y2", "y3") if "y2" in free and "y3" in free else tuple(free[:2])
+    else:
+        traces = (free[0],)
+    for tr in traces:
+        free.remove(tr)
+    return PostFactor(expr, sympy.sstr(expr).replace("post__", "post."), signed, traces,
+                      offset=offset, epoch=epoch)
+
+
+def _tick(ctx: _Lowering, maps: list[LoihiTermMap]) -> int:
+    """The decimated-decay period (:func:`.scales.decay_tick`), checked for what it needs:
+    the post neurons' bap (y0) free of the rule's own terms, decays in one kind of epoch."""
+    tick = decay_tick(maps, ctx.profile)
+    if not tick:
+        return 0
+    decayed = [tm for tm in maps if not tm.pre and tm.channel is None and tm.syn_var]
+    flags = [tm for tm in maps if tm.dependency == "y0"]
+    if flags or len({tm.epoch for tm in decayed}) > 1:
+        term = (flags or decayed)[0]
+        raise LoweringError(
+            f"rule {ctx.name}: {term.where}: a decay below the smallest Loihi 2 scale "
+            f"(1*2^{ctx.profile.learning.scale_exp_range[0]}) runs decimated, every {tick} "
+            "epochs on the post neuron's bap (y0); "
+            + ("the rule reads y0 itself (post.s)" if flags else
+               "here decays apply in sample and in noise epochs")
+            + ", so it cannot. Nearest expressible form: --set the decay so that its scale "
+            "is at least 2^-7 per epoch")
+    ctx.notes.append(f"decays below the smallest scale run decimated: every {tick} learning "
+                     "epochs, K times stronger (dependency y0: the post neurons send a bap in "
+                     "those epochs)")
+    return tick
+
+
+def _with_learning(ctx: _Lowering, fb: FeedbackGroup, maps: list[LoihiTermMap],
+                   factors: list[PostFactor], x_quantum: float, tick: int = 0
+                   ) -> FeedbackGroup:
+    """A learned feedback group gets its synapse group (rule strings, scales)."""
+    if not _learned(ctx, fb.plan):
+        return fb
+    group = synapse_group(ctx.program, maps, factors, fb.layer, ctx.net, fb.weight_step,
+                          ctx.options, ctx.profile, {"x1": 0.0, "x2": 0.0},
+                          projection=fb.plan.name, shape=fb.shape, tick=tick)
+    return dataclasses.replace(fb, learning=group, x_quantum=x_quantum)

@@ -8,6 +8,7 @@ heavy.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class Channel:
     factor: int  # index into the list ``post_factors`` returns
     sign: int    # +1, or -1 for the negative part of a signed factor
     gain: float  # trace units per unit of the factor
+    offset: int = 0  # > 0: the signed factor offset-coded in this one channel
+    epoch: str | None = None  # the noise phase whose epochs it belongs to (None: samples)
+    forward: bool = True  # read by the forward synapse group (False: a feedback group)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,38 @@ class NeuronProgram:
     payload_max: int = 127
     reset: str = "zero"               # "zero" or "subtract" (spiking.SpikingConfig.reset)
     learn: bool = True
+    # -- beyond one learning epoch per sample (EpochNeuroLIF; hardware.noise) -----------------
+    epochs: int = 1                   # learning epochs per sample
+    epoch_steps: int = 0              # E: forward steps per learning epoch (0: T)
+    first_constants: dict | None = None  # constants of a sample's first learning epoch
+    rest_constants: dict | None = None   # and of its later ones (``constants``: one epoch)
+    first_ratio: float = 1.0          # forward post factors x this in the first epoch
+    cycle: int = 1                    # 2: every sample epoch is followed by a noise epoch
+    phase: str | None = None          # that noise phase
+    phase_sigma: float = 0.0
+    noise: tuple = ()                 # private noise: (name, sigma, into) per source
+    seed: int = 0                     # the neurons' noise generator (Loihi 2's per-core PRNG)
+    replay: Any = None                # recorded noise to replay instead: {kind: array}
+    slow_measured: tuple[str, ...] = ()
+    slow_computed: tuple[str, ...] = ()
+    slow_decay: float = 0.0
+    src_graded: bool = False          # the payload feeds a learned group's pre trace x1
+    src_x_quantum: float = 1.0        # value units per x1 unit
+    fb_graded: bool = False           # the feedback comes from a learned group (offset)
+    tick: int = 0                     # > 0: a bap every tick-th epoch (decimated decays)
+    tick_epoch: str | None = None     # in epochs of this kind (None: sample epochs)
+    epoch_offset: int = 0             # learning epochs of this kind run before this graph
+    v_unit: float = 1.0               # float units per unit of v (noise into the voltage)
+    a_unit: float = 1.0               # float units per unit of a_in (noise currents)
 
-    def running(self, *, epoch_len: int, learn: bool, u_unit: float) -> NeuronProgram:
+    @property
+    def extended(self) -> bool:
+        """Does this program need :class:`~.procs.epochs.EpochNeuroLIF`?"""
+        return (self.epochs > 1 or self.cycle > 1 or bool(self.noise) or self.src_graded
+                or self.fb_graded or self.tick > 0 or bool(self.slow_measured)
+                or bool(self.slow_computed) or any(c.offset for c in self.channels))
+
+    def running(self, *, epoch_len: int, learn: bool, u_unit: float, **more: Any
+                ) -> NeuronProgram:
         """This program for one graph: its epoch length, learning switch and u unit."""
-        return replace(self, epoch_len=epoch_len, learn=learn, u_unit=u_unit)
+        return replace(self, epoch_len=epoch_len, learn=learn, u_unit=u_unit, **more)

@@ -27,6 +27,9 @@ NO_DECAY_TAU = {"floating_pt": math.inf, "fixed_pt": float(2**30)}
 SYN_VARS = ("w", "t", "d")  # rule state var order -> Loihi synaptic variable
 SYN_TARGET = {"w": "dw", "t": "dt", "d": "dd"}
 TRACE_NAMES = ("y1", "y2", "y3")
+#: the zero of an offset-coded 7-bit trace: x1 (learned feedback) or a y channel holding a
+#: signed value in one channel (Loihi's bracketed factor ``(x1-64)``)
+GRADED_ZERO = 64
 
 
 @dataclass(frozen=True)
@@ -87,16 +90,25 @@ class LoihiTermMap:
     syn: tuple[Factor, ...]
     syn_var: str | None
     line: int = 0
+    graded: float = 0.0  # > 0: x1 is a graded value (x1 - GRADED_ZERO) x graded, not a count
+    epoch: str | None = None  # the noise phase whose epochs apply it (None: sample epochs)
+    epochs: int = 1  # learning epochs per sample (the windows of the first one are shorter)
 
     def pre_gain(self, config: SpikingConfig, layer: int) -> float:
         """Rate per trace unit of the pre factors for the synapses into ``layer``.
 
         The pre neurons are layer ``layer - 1``: their traces are normalised over that
-        layer's window (:meth:`.spiking.SpikingConfig.gain`).
+        layer's window (:meth:`.spiking.SpikingConfig.gain`). A graded pre trace (a learned
+        feedback synapse) holds the value it carries: ``graded`` value units per trace unit.
         """
+        if self.graded:
+            return self.graded if self.pre else 1.0
         gain = 1.0
         for tr in self.pre:
-            gain *= config.gain(1 if tr == "x1" else 2, layer - 1)
+            # several learning epochs per sample: the windows of the second and later ones
+            # (the post neuron scales its factors in the first epoch: NeuronProgram.first_ratio)
+            sub = 1 if self.epochs > 1 else 0
+            gain *= config.gain(1 if tr == "x1" else 2, layer - 1, sub, self.epochs)
         return gain
 
     @property
@@ -113,6 +125,8 @@ class PostFactor:
     text: str
     signed: bool
     traces: tuple[str, ...]  # ("y2", "y3") for signed (+, -), ("y1",) for unsigned
+    offset: int = 0  # > 0: a signed factor in one channel, y = Q * factor + offset
+    epoch: str | None = None  # the noise phase whose epochs it belongs to (None: samples)
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,7 @@ class ProductMap:
     products: dict  # tag -> ProductTerm
     rel_error: float
     shift: int  # LSBs Lava's fixed-point engine drops from this product
+    tick: int = 1  # applied every tick-th epoch (a decimated decay: scales.decay_tick)
 
 
 @dataclass(frozen=True)
@@ -141,13 +156,22 @@ class SynapseGroup:
     uses_bap: bool
     x_impulse: dict = field(default_factory=dict)  # "x1"/"x2" -> impulse per pre spike
 
+    @property
+    def tick(self) -> int:
+        """Epochs between decimated decays (0: none): the post neuron's bap period."""
+        return max((pm.tick for pm in self.products if pm.tick > 1), default=0)
+
     def strings(self, tag: str) -> dict[str, str]:
         return self.rule_sets[tag].to_lava_strings()
 
 
 @dataclass(frozen=True)
 class FeedbackGroup:
-    """A fixed feedback projection into hidden layer ``layer``: a graded ``Dense``."""
+    """A feedback projection into hidden layer ``layer``: a graded ``Dense`` (fixed), or a
+    graded ``EpochLearningDense`` (learned: ``learning`` holds its rule, its pre trace x1
+    is overwritten by the value each graded spike carries, offset by :data:`GRADED_ZERO`;
+    the source first sends the bare offset, one step earlier, so that the hidden neuron can
+    subtract B . offset)."""
 
     plan: FeedbackPlan
     layer: int
@@ -155,6 +179,12 @@ class FeedbackGroup:
     shape: tuple[int, int]
     weight_step: float
     arrives: int  # within-epoch step at which B . source reaches the hidden neurons
+    learning: SynapseGroup | None = None
+    x_quantum: float = 0.0  # learned: value units per x1 unit of the graded pre trace
+
+    @property
+    def learned(self) -> bool:
+        return self.learning is not None
 
 
 @dataclass
@@ -176,6 +206,16 @@ class LoihiProgram:
     payload_quantum: float
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    epochs: int = 1  # learning epochs per sample
+    noise_cycle: int = 1  # learning epochs per cycle: 1 sample epoch + its noise epochs
+
+    @property
+    def epoch_steps(self) -> int:
+        return self.timesteps // self.epochs
+
+    @property
+    def learned_feedback(self) -> tuple[FeedbackGroup, ...]:
+        return tuple(f for f in self.feedback if f.learned)
 
     @property
     def rule(self) -> Rule:
@@ -192,10 +232,18 @@ class LoihiProgram:
     def group(self, layer: int, projection: str = FORWARD) -> SynapseGroup:
         return next(g for g in self.groups if g.layer == layer and g.projection == projection)
 
-    def trace_params(self, tag: str, layer: int = 1) -> dict[str, Any]:
+    def synapse_group(self, layer: int, projection: str = FORWARD) -> SynapseGroup:
+        """The learned synapse group into ``layer``: forward, or a learned feedback one."""
+        if projection == FORWARD:
+            return self.group(layer)
+        return next(f.learning for f in self.feedback
+                    if f.layer == layer and f.plan.name == projection and f.learned)
+
+    def trace_params(self, tag: str, layer: int = 1, projection: str = FORWARD
+                     ) -> dict[str, Any]:
         """Keyword arguments of ``Loihi3FLearningRule`` plus the y taus set afterwards."""
         cfg, keep = self.config, NO_DECAY_TAU[tag]
-        impulse = self.group(layer).x_impulse
+        impulse = self.synapse_group(layer, projection).x_impulse
         out: dict[str, Any] = {"t_epoch": self.epoch_len, "rng_seed": self.options.rng_seed}
         for name, k in (("x1", 1), ("x2", 2)):
             tau = getattr(cfg, f"tau{k}")

@@ -32,10 +32,19 @@ def _graph_lines(lp: LoihiProgram, tag: str) -> list[str]:
         lines.append(f"  L{layer:<6} NeuroLIF ({spec.role:<6})   ({spec.n},) s_out ({spec.n}+1 "
                      f"bias){extra}; program at step {spec.eq_step}")
     for fb in lp.feedback:
-        lines.append(f"  {fb.plan.name}{fb.layer:<5} Dense (graded)      weights {fb.shape}  "
+        kind = "EpochLearningDense (graded, OVERWRITE x1)" if fb.learned else \
+            "Dense (graded)     "
+        ys = "".join(f"; s_in_{y} <- L{fb.layer}.s_out_{y}"
+                     for y in _used_traces(fb.learning, tag)) if fb.learned else ""
+        lines.append(f"  {fb.plan.name}{fb.layer:<5} {kind} weights {fb.shape}  "
                      f"s_in <- L{fb.source_layer}.s_fb_out ({fb.plan.source}); a_out -> "
                      f"L{fb.layer}.a_third_factor_in ({fb.plan.target}, arrives step "
-                     f"{fb.arrives})")
+                     f"{fb.arrives}){ys}")
+    if lp.noise_cycle > 1 or lp.epochs > 1:
+        lines.append(f"  schedule: {lp.epochs} learning epoch(s) per sample"
+                     + (f", each sample epoch followed by {lp.noise_cycle - 1} noise epoch"
+                        if lp.noise_cycle > 1 else "")
+                     + "; ScheduleSource and EpochNeuroLIF (the extended neuron program)")
     return lines
 
 
@@ -46,7 +55,8 @@ def _report_lines(lp: LoihiProgram) -> list[str]:
     lines = [f"resource report against profile {prof.name!r} ({prof.description}):"]
     neurons = sum(lp.sizes[1:]) + (lp.depth - 1)  # + bias units of hidden layers
     syn_fwd = sum(int(np.prod(g.shape)) for g in lp.groups)
-    syn_fb = sum(int(np.prod(f.shape)) for f in lp.feedback)
+    syn_fb = sum(int(np.prod(f.shape)) for f in lp.feedback if not f.learned)
+    syn_lfb = sum(int(np.prod(f.shape)) for f in lp.feedback if f.learned)
     cores = 0
     for layer in range(1, lp.depth + 1):
         n = lp.sizes[layer]
@@ -56,12 +66,14 @@ def _report_lines(lp: LoihiProgram) -> list[str]:
                      math.ceil(syn_in / res.synapses_per_core))
     lines += [
         f"  neurons   {neurons} (+{lp.sizes[0]} input axons) of {res.neurons_per_chip} per chip",
-        f"  synapses  {syn_fwd} learned (forward incl. bias) + {syn_fb} fixed feedback",
+        f"  synapses  {syn_fwd} learned (forward incl. bias) + {syn_fb} fixed feedback"
+        + (f" + {syn_lfb} learned feedback" if syn_lfb else ""),
         f"  cores     >= {cores} of {res.neuro_cores_per_chip} (one population per core at "
         f"least; {res.neurons_per_core} neurons, ~{res.synapses_per_core} synapses per core "
         "[estimate])",
-        f"  epoch     t_epoch = {lp.epoch_len} = 1 lead + T={lp.timesteps} forward + "
-        f"{lp.epoch_len - lp.timesteps - 1} error step(s) "
+        f"  epoch     t_epoch = {lp.epoch_len} = 1 lead + "
+        f"{'T' if lp.epochs == 1 else 'E'}={lp.epoch_steps} forward + "
+        f"{lp.epoch_len - lp.epoch_steps - 1} error step(s) "
         f"(limit {2 ** eng.epoch_time_bits - 1})",
         "precision report:",
     ]
@@ -81,6 +93,13 @@ def _report_lines(lp: LoihiProgram) -> list[str]:
                          f"(rel. error {100 * pm.rel_error:.3g}%); fixed_pt drops {pm.shift} "
                          f"LSBs -> {pf.scale_mantissa}*2^{pf.scale_exp}")
     for fb in lp.feedback:
+        if fb.learned:
+            lines.append(f"  {fb.plan.name}{fb.layer}: learned; weight LSB = "
+                         f"{fb.weight_step:.6g}; graded pre trace x1 = value/{fb.x_quantum:g} "
+                         f"+ 64 (range ±{63 * fb.x_quantum:g}), after a calibration spike")
+            for tr, q in sorted(fb.learning.channel_gain.items()):
+                lines.append(f"      {tr}: {q:.6g} trace units per unit of post factor")
+            continue
         lines.append(f"  {fb.plan.name}{fb.layer}: weight LSB = {fb.weight_step:.6g}; payload "
                      f"quantum {lp.payload_quantum:g} ({opts.payload_bits}-bit signed, range "
                      f"±{opts.payload_max * lp.payload_quantum:g})")
@@ -114,6 +133,10 @@ def render(lp: LoihiProgram, tag: str = "fixed_pt") -> str:
         for t in TAGS:
             for target, s in g.strings(t).items():
                 out.append(f"  W{g.layer} {t:<11} {target} = {s}")
+    for fb in lp.learned_feedback:
+        for t in TAGS:
+            for target, s in fb.learning.strings(t).items():
+                out.append(f"  {fb.plan.name}{fb.layer} {t:<11} {target} = {s}")
     out.append("  where:")
     for tm in lp.terms:
         pf = lp.post_factors[tm.channel] if tm.channel is not None else None

@@ -31,6 +31,7 @@ from neurolocal.rule import FORWARD
 
 from ..encoding import encode_input
 from ..semantics import feedback_matrix
+from .extended import epochs_per_sample, needs_extended
 from .fixed_point import fixed_point_network, lif_decays, loadable_weights
 from .program import TAGS, TRACE_NAMES, LoihiProgram
 from .session import LavaGraphError, import_lava, session
@@ -42,14 +43,14 @@ GRAPHS = ("cores", "processes")
 BLOCK = 500  #: samples per block of the live graph (its feed holds one block)
 
 
-def learning_rule(lp: LoihiProgram, layer: int, tag: str) -> Any:
-    """The ``Loihi3FLearningRule`` of layer ``layer``'s synapse group."""
+def learning_rule(lp: LoihiProgram, layer: int, tag: str, projection: str = FORWARD) -> Any:
+    """The ``Loihi3FLearningRule`` of the synapse group of ``projection`` into ``layer``."""
     import_lava()
     from lava.magma.core.learning.learning_rule import Loihi3FLearningRule
 
-    tp = lp.trace_params(tag, layer)
+    tp = lp.trace_params(tag, layer, projection)
     ys = {n: tp.pop(f"{n}_tau") for n in TRACE_NAMES}
-    rule = Loihi3FLearningRule(**lp.group(layer).strings(tag), **tp)
+    rule = Loihi3FLearningRule(**lp.synapse_group(layer, projection).strings(tag), **tp)
     for n, tau in ys.items():
         setattr(rule, f"{n}_tau", tau)
     return rule
@@ -90,6 +91,8 @@ class LavaRunner:
         self.start_seconds = 0.0  # building and starting graphs, summed
         self._live: Any = None
         self._published: dict[int, np.ndarray] = {}
+        self.replay: dict | None = None  # recorded noise per layer (extended programs)
+        self.epochs_done = 0  # learning epochs run so far (the neurons' schedules go on)
 
     # -- the Runner interface -------------------------------------------------------------------
     def learn(self, x: Any, onehot: Any, *, progress: Callable | None = None) -> dict:
@@ -101,9 +104,20 @@ class LavaRunner:
         return self.predict_spikes(encode_input(np.asarray(x), self.cfg, seed=self.rng))
 
     def learn_spikes(self, spikes: np.ndarray, onehot: np.ndarray, *,
-                     progress: Callable | None = None) -> dict:
-        """Spike trains (T, N, n0) and one-hot targets (N, n_out): learn, sample by sample."""
-        return self.run(spikes, onehot, learn=True, progress=progress)
+                     progress: Callable | None = None, noise: list | None = None,
+                     phase_noise: list | None = None) -> dict:
+        """Spike trains (T, N, n0) and one-hot targets (N, n_out): learn, sample by sample.
+
+        ``noise`` / ``phase_noise`` replay recorded noise draws instead of the neurons' own
+        generators (as :meth:`neurolocal.hardware.brian2.runtime.Brian2Runner.run` takes them).
+        """
+        from .extended import replay_tables
+
+        self.replay = replay_tables(self.lp, noise, phase_noise)
+        try:
+            return self.run(spikes, onehot, learn=True, progress=progress)
+        finally:
+            self.replay = None
 
     def predict_spikes(self, spikes: np.ndarray) -> np.ndarray:
         """Class scores (N, n_out) for spike trains (T, N, n0), without learning."""
@@ -121,6 +135,12 @@ class LavaRunner:
                                  f"{failed}); its worker processes were ended") from failed
 
     # -- graph construction ---------------------------------------------------------------------
+    def feedback_lsb(self, fb: Any) -> np.ndarray:
+        """A feedback group's weights in its LSB units (on the fixed grid in fixed_pt)."""
+        b = np.asarray(self.net.state[fb.plan.name][fb.layer]["w"], dtype=np.float64)
+        b = feedback_matrix(fb.plan, b) / fb.weight_step
+        return loadable_weights(b) if self.tag == "fixed_pt" else b
+
     def weights_lsb(self, layer: int) -> np.ndarray:
         g = self.lp.group(layer)
         w = np.asarray(self.net.state[FORWARD][layer]["w"], dtype=np.float64) / g.weight_step
@@ -145,11 +165,6 @@ class LavaRunner:
         return NeuroLIF(shape=(self.lp.sizes[layer],), n_samples=k, name=f"nl_L{layer}",
                         **self._neuron_params(layer, epoch_len, learn))
 
-    def _feedback_lsb(self, fb) -> np.ndarray:
-        b = np.asarray(self.net.state[fb.plan.name][fb.layer]["w"], dtype=np.float64)
-        b = feedback_matrix(fb.plan, b) / fb.weight_step
-        return loadable_weights(b) if self.tag == "fixed_pt" else b
-
     def _core(self, layer: int, epoch_len: int, **shared: Any) -> Any:
         """Layer ``layer`` as one learning NeuroCore; ``shared``: its feed/header/mailbox."""
         from .procs.core import NeuroCore
@@ -157,7 +172,7 @@ class LavaRunner:
         fb = next((f for f in self.lp.feedback if f.layer == layer), None)
         return NeuroCore(weights=self.weights_lsb(layer),
                          learning_rule=learning_rule(self.lp, layer, self.tag), n_samples=1,
-                         fb_weights=None if fb is None else self._feedback_lsb(fb),
+                         fb_weights=None if fb is None else self.feedback_lsb(fb),
                          name=f"nl_C{layer}", **self._neuron_params(layer, epoch_len, True),
                          **shared)
 
@@ -180,12 +195,12 @@ class LavaRunner:
             neuron.s_out_bap.connect(dense.s_in_bap)
         return dense
 
-    def _feedback(self, neurons: list, procs: dict) -> None:
+    def _feedback(self, neurons: list, procs: dict, groups: Any = None) -> None:
         from lava.proc.dense.process import Dense
         from lava.utils.weightutils import SignMode
 
-        for fb in self.lp.feedback:
-            dense = Dense(weights=self._feedback_lsb(fb), name=f"nl_{fb.plan.name}{fb.layer}",
+        for fb in self.lp.feedback if groups is None else groups:
+            dense = Dense(weights=self.feedback_lsb(fb), name=f"nl_{fb.plan.name}{fb.layer}",
                           num_message_bits=self.lp.options.payload_bits,
                           sign_mode=SignMode.MIXED)
             neurons[fb.source_layer - 1].s_fb_out.connect(dense.s_in)
@@ -197,9 +212,13 @@ class LavaRunner:
         """The Lava processes for ``spikes`` (K, T, n0) and one-hot ``targets`` (K, n_out),
         and the epoch length."""
         import_lava()
+        from .extended import build as build_extended
+        from .extended import needs_extended
         from .procs.procs import EpochSource
 
         lp = self.lp
+        if learn and needs_extended(lp):
+            return build_extended(self, spikes, targets)
         k = spikes.shape[0]
         epoch_len = lp.epoch_len if learn else lp.timesteps + 1
         dtype = np.int32 if self.tag == "fixed_pt" else float
@@ -253,10 +272,12 @@ class LavaRunner:
         synaptic events).
         """
         spikes, targets = self._checked(spikes, targets, learn)
-        if learn and self.graph == "cores":
+        if learn and self.graph == "cores" and not needs_extended(self.lp):
             result = self._run_live(spikes, targets, chunk, progress)
-        else:
+        else:  # inference, and programs the cores do not run (learned feedback, noise epochs)
             result = self._run_built(spikes, targets, learn, chunk, progress)
+        if learn:
+            self.epochs_done += spikes.shape[0] * epochs_per_sample(self.lp)
         events = float(spikes.sum()) * self.lp.sizes[1]
         for layer in range(1, self.lp.depth):
             events += float(result["spikes_total"][layer - 1]) * self.lp.sizes[layer + 1]
@@ -346,5 +367,9 @@ class LavaRunner:
                 w = np.asarray(procs[f"W{g.layer}"].weights.get(), dtype=np.float64)
                 self.net.state[FORWARD][g.layer]["w"] = w * g.weight_step
                 weights[g.layer] = w
+            for fb in lp.learned_feedback:
+                w = np.asarray(procs[f"{fb.plan.name}{fb.layer}"].weights.get(), dtype=np.float64)
+                self.net.state[fb.plan.name][fb.layer]["w"] = w * fb.weight_step
+                weights[(fb.plan.name, fb.layer)] = w
             out["weights_lsb"] = weights
         return out

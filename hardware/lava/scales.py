@@ -25,7 +25,15 @@ from .loihi_rule import (
     float_to_mantissa_exp,
     validate_loihi_rule,
 )
-from .program import TAGS, LavaOptions, LoihiTermMap, PostFactor, ProductMap, SynapseGroup
+from .program import (
+    GRADED_ZERO,
+    TAGS,
+    LavaOptions,
+    LoihiTermMap,
+    PostFactor,
+    ProductMap,
+    SynapseGroup,
+)
 
 
 def pow2_at_least(x: float) -> float:
@@ -117,7 +125,7 @@ def _scale_error(where: str, tm: LoihiTermMap, wanted: float, m: int, e: int, re
 def _channel_gain(where: str, base: float, pf: PostFactor, options: LavaOptions,
                   profile: Profile) -> float:
     """The channel gain Q (trace units per factor unit) that makes the scale exactly m * 2^e."""
-    q0 = _trace_max(profile) / options.third_factor_range
+    q0 = (_trace_max(profile) - pf.offset) / options.third_factor_range
     m, e = _scale_up(abs(base) / q0, profile)
     gain = abs(base) / (m * 2.0**e)
     if gain * options.third_factor_range < 1:
@@ -131,22 +139,40 @@ def _channel_gain(where: str, base: float, pf: PostFactor, options: LavaOptions,
     return gain
 
 
+def decay_tick(maps: list[LoihiTermMap], profile: Profile) -> int:
+    """Epochs between the applications of decays too small for one epoch's product scale.
+
+    A term ``c * syn.w`` (no pre, no post factor) with ``|c|`` below the smallest scale
+    ``1*2^e_min`` cannot be a product of every epoch; applied every ``K = round(2^e_min/|c|)``
+    epochs as ``K * c * w`` (dependency y0, the post neuron's bap sent in those epochs) it
+    removes the same fraction of the weight over K epochs. 0 when no term needs it.
+    """
+    smallest = 2.0 ** profile.learning.scale_exp_range[0]
+    small = [abs(tm.coef) for tm in maps
+             if not tm.pre and tm.channel is None and tm.syn_var is not None
+             and 0 < abs(tm.coef) < smallest * (1 - 1e-12)]
+    return max(1, round(smallest / min(small))) if small else 0
+
+
 def _products(program: SpikingProgram, tm: LoihiTermMap, factors: list[PostFactor],
               layer: int, step: float, x_impulse: dict, gain: dict, options: LavaOptions,
-              profile: Profile) -> list[ProductMap]:
-    """The one or two Loihi product terms of one rule term for this synapse group."""
+              profile: Profile, tick: int = 0) -> list[ProductMap]:
+    """The one or two Loihi product terms of one rule term for this synapse group
+    (``tick``: see :func:`decay_tick`)."""
     pre_gain = tm.pre_gain(program.config, layer)
-    for tr in tm.pre:
+    for tr in tm.pre if not tm.graded else ():
         pre_gain /= x_impulse[tr]
     # weight LSBs per unit of the product: a syn factor in LSBs cancels the weight step
     base = tm.coef * pre_gain * (1.0 if tm.syn_var is not None else 1.0 / step)
     if base == 0:
         return []  # a term scaled by 0 (e.g. --set lr=0) changes nothing: no product term
     parts: list[tuple[str, str | None, int]] = [("", None, 1)]
+    offset = 0
     if tm.channel is not None:
         pf = factors[tm.channel]
-        parts = [("+", pf.traces[0], 1), ("-", pf.traces[1], -1)] if pf.signed else \
-            [("", pf.traces[0], 1)]
+        offset = pf.offset
+        parts = [("+", pf.traces[0], 1), ("-", pf.traces[1], -1)] if pf.signed and \
+            not pf.offset else [("", pf.traces[0], 1)]
     where = f"rule {program.rule.name}: {tm.where}"
     out = []
     for part, trace, sign in parts:
@@ -156,15 +182,21 @@ def _products(program: SpikingProgram, tm: LoihiTermMap, factors: list[PostFacto
         if wanted == 0:
             continue
         m, e, rel = float_to_mantissa_exp(wanted, profile)
+        dependency, every = tm.dependency, 1
+        if rel > options.max_scale_error and tick and trace is None and not tm.pre and \
+                abs(wanted) < 2.0 ** profile.learning.scale_exp_range[0]:
+            dependency, every = "y0", tick  # a decimated decay (decay_tick)
+            m, e, rel = float_to_mantissa_exp(wanted * tick, profile)
         if rel > options.max_scale_error:
             raise _scale_error(where, tm, wanted, m, e, rel, profile)
-        factor_list = [Factor(tr) for tr in tm.pre] + ([Factor(trace)] if trace else [])
+        factor_list = [Factor(tr, const=-GRADED_ZERO if tm.graded else None) for tr in tm.pre]
+        factor_list += [Factor(trace, const=-offset if offset else None)] if trace else []
         factor_list += list(tm.syn)
         shift = profile.learning.fixed_point_shift([f.var for f in factor_list])
         m_f, e_f = _fixed_product(m, e, shift, where, profile)
-        prods = {"floating_pt": ProductTerm(m, e, tm.dependency, tuple(factor_list)),
-                 "fixed_pt": ProductTerm(m_f, e_f, tm.dependency, tuple(factor_list))}
-        out.append(ProductMap(tm, part, wanted, prods, rel, shift))
+        prods = {"floating_pt": ProductTerm(m, e, dependency, tuple(factor_list)),
+                 "fixed_pt": ProductTerm(m_f, e_f, dependency, tuple(factor_list))}
+        out.append(ProductMap(tm, part, wanted * every, prods, rel, shift, tick=every))
     return out
 
 
@@ -189,16 +221,22 @@ def _rule_sets(program: SpikingProgram, products: list[ProductMap], layer: int,
 
 def synapse_group(program: SpikingProgram, maps: list[LoihiTermMap], factors: list[PostFactor],
                   layer: int, net: Network, step: float, options: LavaOptions,
-                  profile: Profile, x_impulse: dict) -> SynapseGroup:
-    """Scales of every term for this layer's weight step; strings validated per tag."""
-    ix = choose_impulse(program, maps, layer, step, options, profile, x_impulse["x1"])
-    x_impulse = {"x1": ix, "x2": ix}
+                  profile: Profile, x_impulse: dict, *, projection: str = FORWARD,
+                  shape: tuple[int, int] | None = None, tick: int = 0) -> SynapseGroup:
+    """Scales of every term of ``projection`` for the synapse group into ``layer`` with weight
+    step ``step``; strings validated per tag. A learned feedback group (``shape`` given) reads
+    a graded pre trace: its impulse is Lava's (0: the payload sets x1)."""
+    maps = [tm for tm in maps if tm.projection == projection]
+    if projection == FORWARD:
+        ix = choose_impulse(program, maps, layer, step, options, profile, x_impulse["x1"])
+        x_impulse = {"x1": ix, "x2": ix}
     gain: dict[str, float] = {}
     products: list[ProductMap] = []
     for tm in maps:
         products += _products(program, tm, factors, layer, step, x_impulse, gain, options,
-                              profile)
-    uses_bap = any(pm.term.dependency == "y0" for pm in products)
-    w = net.state[FORWARD][layer]["w"]
-    return SynapseGroup(FORWARD, layer, tuple(w.shape), step, gain, tuple(products),
+                              profile, tick)
+    uses_bap = any(pm.products["floating_pt"].dependency == "y0" and pm.tick == 1
+                   for pm in products)
+    shape = shape or tuple(net.state[FORWARD][layer]["w"].shape)
+    return SynapseGroup(projection, layer, tuple(shape), step, gain, tuple(products),
                         _rule_sets(program, products, layer, profile), uses_bap, x_impulse)

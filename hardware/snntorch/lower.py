@@ -65,7 +65,11 @@ def generate_source(program: SpikingProgram) -> str:
                      f"ops.matmul({src}[{fb.source!r}], fbw[{fb.name!r}].T)")
     lines += ["    return c", ""]
     for proj in program.learned_projections:
-        lines += _update_function(program, proj)
+        lines += _update_function(program.updates_for(proj), update_function_name(proj))
+    for ph in program.noise_phases:
+        for proj in dict.fromkeys(u.projection for u in ph.updates):
+            ups = tuple(u for u in ph.updates if u.projection == proj)
+            lines += _update_function(ups, noise_function_name(ph.name, proj))
     return "\n".join(lines) + "\n"
 
 
@@ -73,14 +77,19 @@ def update_function_name(projection: str) -> str:
     return f"update_{_fn(projection)}"
 
 
-def _update_function(program: SpikingProgram, proj: str) -> list[str]:
+def noise_function_name(phase: str, projection: str) -> str:
+    """The generated function computing a noise epoch's increments of ``projection``."""
+    return f"noise_{_fn(phase)}_{_fn(projection)}"
+
+
+def _update_function(ups, name: str) -> list[str]:
     pr = _Printer({"pre": "pre", "post": "post", "syn": "syn"})
     prb = _Printer({"pre": "preb", "post": "postb", "syn": "syn"})
-    out = [f"def {update_function_name(proj)}(pre, post, syn, g, n):",
+    out = [f"def {name}(pre, post, syn, g, n):",
            '    """Increments of this epoch, averaged over the batch of n samples."""',
            "    d = {}"]
     pairwise = False
-    for up in program.updates_for(proj):
+    for up in ups:
         out.append(f"    # d{up.var} = {up.text}")
         lines, needs = update_term_lines(up.terms, up.var, pr, prb)
         out += lines
@@ -103,6 +112,8 @@ def _neuron_lines(cfg: SpikingConfig) -> list[str]:
         "#   I = shift(S[l-1], 1 step) @ W[:, :-1].T + W[:, -1] * [t >= l-1]   (T, batch, n_l)",
         "#   for t in range(T): spk[t], u, v = neuron(I[t])",
         "#   tr_k = sum_t d_k**(T-1-t) * spk[t];  spk_any = spk.sum(0) > 0;  asum = sum_t u",
+        "# (with several learning epochs per sample: per epoch of T/epochs steps, the cells'",
+        "#  state running on; private noise into r enters as input + xi_t - alpha*xi_(t-1))",
     ]
 
 

@@ -21,8 +21,9 @@ from neurolocal.symbols import AXON_SIGNALS
 
 from ..arrayops import torch_device, torch_ops
 from ..encoding import encode_input
+from ..noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
 from ..semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
-from .lower import generate_source, update_function_name
+from .lower import generate_source, noise_function_name, update_function_name
 
 
 class SnnTorchRunner:
@@ -55,8 +56,12 @@ class SnnTorchRunner:
              ns)
         self.mod = ns
         self.g = dict(self.program.globals)
+        program.check_depth(net.depth)
         self.k = [self.cfg.constants(layer) for layer in range(net.depth + 1)]
+        self.sub_k = [[program.constants(layer, sub) for layer in range(net.depth + 1)]
+                      for sub in range(program.epochs)]
         self.gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.noise_gen = torch.Generator(device="cpu").manual_seed(seed + 1)
         self.state = {p: {layer: {k: self._to(v) for k, v in d.items()}
                           for layer, d in s.items()} for p, s in net.state.items()}
         self.velocity: dict = {}
@@ -69,9 +74,7 @@ class SnnTorchRunner:
                          surrogate_disable=True).to(self.device)
             for _ in range(net.depth)]
         t = cfg.timesteps
-        self.trace_weights = {
-            k: torch.tensor([cfg.decay(k) ** (t - 1 - i) for i in range(t)],
-                            dtype=self.dtype, device=self.device) for k in (1, 2, 3)}
+        self._tw: dict = {}
         self.bias_on = {layer: (torch.arange(t, device=self.device) >= layer - 1).to(self.dtype)
                         for layer in range(1, net.depth + 1)}
         self.fixed = {}
@@ -103,50 +106,102 @@ class SnnTorchRunner:
         return self.net
 
     # -- dynamics -------------------------------------------------------------------
+    def _tensor_in(self, a: Any) -> Any:
+        return a.to(self.device, self.dtype) if isinstance(a, self.torch.Tensor) else self._to(a)
+
     def simulate(self, spikes: Any) -> list[dict]:
-        """Run one epoch on input spikes (T, B, n0); raw state of every layer (0 = input)."""
-        torch, cfg = self.torch, self.cfg
-        spikes = self._to(spikes) if not isinstance(spikes, torch.Tensor) else \
-            spikes.to(self.device, self.dtype)
-        if spikes.shape[0] != cfg.timesteps:
+        """Run one inference epoch on input spikes (T, B, n0); raw state of every layer."""
+        spikes = self._tensor_in(spikes)
+        if spikes.shape[0] != self.cfg.timesteps:
             raise LoweringError(f"input has {spikes.shape[0]} steps, the config says "
-                                f"T = {cfg.timesteps}")
+                                f"T = {self.cfg.timesteps}")
+        return self._epoch(spikes, self._carry(spikes.shape[1]), 0, None)
+
+    def _carry(self, batch: int) -> list:
+        """What runs on from one learning epoch of a sample to the next: the cells' state
+        (reset here) and each layer's input in flight (the last step's spikes of the layer
+        below through the weights they were sent with, as on Lava and Brian2)."""
+        for neuron in self.neurons[1:]:
+            neuron.reset_mem()
+        return [None] + [self.torch.zeros(batch, n, dtype=self.dtype, device=self.device)
+                         for n in self.net.sizes[1:]]
+
+    def _epoch(self, spikes: Any, carry: list, start: int, noise: dict | None,
+               earlier: dict | None = None) -> list[dict]:
+        """Steps ``start ..`` of a sample (an epoch's spikes (E, B, n0)); raw state per layer.
+
+        ``noise``: ``{(source, layer): (B, n)}`` private noise currents of this epoch;
+        ``earlier``: the previous learning epoch's (a noise into v enters the cells' input as
+        ``xi_t - alpha * xi_(t-1)``, so the step after an epoch boundary needs it).
+        """
+        torch, cfg = self.torch, self.cfg
+        steps = spikes.shape[0]
         raw = [self._raw(spikes, spikes.sum(0))]
         prev = spikes
+        alpha = 1.0 - cfg.du
         with torch.no_grad():
             for layer in range(1, self.net.depth + 1):
                 w = self.state[FORWARD][layer]["w"]
-                shifted = torch.cat([torch.zeros_like(prev[:1]), prev[:-1]])
                 self._events = self._events + prev.sum() * w.shape[0]
+                inflow = torch.matmul(prev, w[:, :-1].T)  # arrives one step later
                 # the bias neuron fires in the layer below's window (steps layer-1 .. T-1)
-                current = torch.matmul(shifted, w[:, :-1].T) + \
-                    w[:, -1] * self.bias_on[layer][:, None, None]
+                current = torch.cat([carry[layer][None], inflow[:-1]]) + \
+                    w[:, -1] * self.bias_on[layer][start:start + steps, None, None]
+                carry[layer] = inflow[-1]
+                into_v = None
+                for nz in self.program.noise_sources if noise else ():
+                    xi = noise.get((nz.name, layer))
+                    if xi is None:
+                        continue
+                    current = current + xi
+                    if nz.into == "r":  # into v: the cell's input is xi_t - alpha xi_(t-1)
+                        if earlier and alpha:
+                            current[0] = current[0] - alpha * earlier.get((nz.name, layer),
+                                                                          0.0)
+                        current[1:] = current[1:] - alpha * xi
+                        into_v = xi if into_v is None else into_v + xi
                 neuron = self.neurons[layer]
-                neuron.reset_mem()
                 out = []
                 asum = torch.zeros_like(current[0])
-                for t in range(cfg.timesteps):
-                    spk, syn, _ = neuron(current[t])
+                for j in range(steps):
+                    spk, syn, _ = neuron(current[j])
                     out.append(spk)
-                    if t >= layer:  # the drive is averaged over the layer's window
-                        asum = asum + syn
+                    if start + j >= layer:  # the drive is averaged over the layer's window
+                        asum = asum + (syn if into_v is None else syn - into_v)
                 prev = torch.stack(out).to(self.dtype)
                 raw.append(self._raw(prev, asum))
+        for layer, st in enumerate(raw):
+            for nz in self.program.noise_sources:
+                st[nz.raw] = (noise or {}).get((nz.name, layer),
+                                               torch.zeros_like(st["tr1"]))
         return raw
 
     def _raw(self, s, asum) -> dict:
-        st = {"tr1": self.torch.tensordot(self.trace_weights[1], s, 1),
+        tw = self._trace_weights(s.shape[0])
+        st = {"tr1": self.torch.tensordot(tw[1], s, 1),
               "spk": (s.sum(0) > 0).to(self.dtype), "asum": asum}
         for k in (2, 3):
             if f"tr{k}" in self.program.raw:
-                st[f"tr{k}"] = self.torch.tensordot(self.trace_weights[k], s, 1)
+                st[f"tr{k}"] = self.torch.tensordot(tw[k], s, 1)
         return st
 
+    def _trace_weights(self, steps: int) -> dict:
+        if steps not in self._tw:
+            self._tw[steps] = {
+                k: self.torch.tensor([self.cfg.decay(k) ** (steps - 1 - i) for i in range(steps)],
+                                     dtype=self.dtype, device=self.device) for k in (1, 2, 3)}
+        return self._tw[steps]
+
     # -- epoch program --------------------------------------------------------------
-    def compartments(self, raw: list[dict], target: Any = None) -> list[dict]:
-        comps = [self.mod["measure"](st, k) for st, k in zip(raw, self.k, strict=True)]
+    def compartments(self, raw: list[dict], target: Any = None, *, sub: int = 0,
+                     slow: list | None = None) -> list[dict]:
+        consts = self.k if target is None else self.sub_k[sub]
+        comps = [self.mod["measure"](st, k) for st, k in zip(raw, consts, strict=True)]
         if target is None:
             return comps
+        slow = slow if slow is not None else [{} for _ in comps]
+        for c, tr in zip(comps, slow, strict=True):
+            self._slow(c, tr, self.program.slow_measured)
         top = self.net.depth
         out = comps[top]
         out["target"] = target
@@ -156,7 +211,18 @@ class SnnTorchRunner:
             nxt = comps[layer + 1]
             self.mod["feedback"](comps[layer], nxt, out, fbw)
             self.mod["hidden_neuron"](comps[layer], self.g)
+        for c, tr in zip(comps, slow, strict=True):
+            self._slow(c, tr, self.program.slow_computed)
         return comps
+
+    def _slow(self, c: dict, traces: dict, names) -> None:
+        """slow(X): the normalised low-pass of X over this sample's learning epochs."""
+        d = self.program.slow_decay
+        for n in names:
+            s_prev, norm_prev = traces.get(n, (0.0, 0.0))
+            s_new, norm_new = d * s_prev + c[n], d * norm_prev + 1.0
+            traces[n] = (s_new, norm_new)
+            c[f"{SLOW_PREFIX}{n}"] = s_new / norm_new
 
     def feedback_weights(self, fb: FeedbackPlan, layer: int) -> Any:
         if fb.mode == "fixed":
@@ -195,19 +261,106 @@ class SnnTorchRunner:
                 else:
                     st[var] += dv
 
-    def run_epoch(self, spikes: Any, target: Any = None, *, learn: bool = True) -> dict:
-        """One learning epoch on a batch of input spike trains (T, B, n0)."""
+    def draw_noise(self, batch: int) -> dict:
+        """Private noise of one sample, ``{source: {layer: (epochs, batch, n)}}``, drawn from
+        torch's generator (on the CPU, so CPU and CUDA runs draw the same numbers)."""
+        torch, out = self.torch, {}
+        for nz in self.program.noise_sources:
+            for layer in range(1, self.net.depth):
+                z = torch.randn((self.program.epochs, batch, self.net.sizes[layer]),
+                                generator=self.noise_gen, dtype=torch.float64)
+                out.setdefault(nz.name, {})[layer] = (nz.sigma * z).to(self.device, self.dtype)
+        return out
+
+    def run_epoch(self, spikes: Any, target: Any = None, *, learn: bool = True,
+                  noise: dict | None = None, apply: bool = True) -> dict:
+        """One sample for a batch of input spike trains (T, B, n0): its learning epochs (or,
+        without a target, one inference epoch). ``noise`` replays a recorded private-noise
+        draw (``{source: {layer: (epochs, B, n)}}``); ``apply=False`` holds the weights.
+        Returns the last epoch's raw state and compartments, and the summed increments."""
         with self.torch.no_grad():
-            raw = self.simulate(spikes)
-            tgt = None if target is None or not learn else self._to(target)
-            comps = self.compartments(raw, tgt)
-            incs = {}
-            if tgt is not None:
+            if target is None or not learn:
+                raw = self.simulate(spikes)
+                return {"raw": raw, "comps": self.compartments(raw), "increments": {}}
+            spikes = self._tensor_in(spikes)
+            if spikes.shape[0] != self.cfg.timesteps:
+                raise LoweringError(f"input has {spikes.shape[0]} steps, the config says "
+                                    f"T = {self.cfg.timesteps}")
+            tgt, prog, batch = self._to(target), self.program, spikes.shape[1]
+            if noise is None and prog.noise_sources:
+                noise = self.draw_noise(batch)
+            noise = {k: {layer: self._tensor_in(v) for layer, v in d.items()}
+                     for k, d in (noise or {}).items()}
+            carry, slow, steps, total = self._carry(batch), [{} for _ in self.k], \
+                prog.epoch_steps, {}
+            prev_noise: dict = {}
+            for sub in range(prog.epochs):
+                epoch_noise = {(k, layer): v[sub] for k, d in noise.items()
+                               for layer, v in d.items()}
+                raw = self._epoch(spikes[sub * steps:(sub + 1) * steps], carry, sub * steps,
+                                  epoch_noise, prev_noise)
+                prev_noise = epoch_noise
+                comps = self.compartments(raw, tgt, sub=sub, slow=slow)
                 incs = self.increments(comps)
-                if self.reduce is not None:
+                if self.reduce is not None:  # --distributed: one all-reduce of the update
                     self.reduce([v for d in incs.values() for v in d.values()])
+                if apply:
+                    self.apply(incs)
+                for key, d in incs.items():
+                    acc = total.setdefault(key, {})
+                    for var, dv in d.items():
+                        acc[var] = acc[var] + dv if var in acc else dv
+        return {"raw": raw, "comps": comps, "increments": total}
+
+    # -- noise epochs ---------------------------------------------------------------------
+    def noise_drive(self, xi: dict) -> dict:
+        """One noise epoch's dynamics: hidden layers driven by constant currents ``xi``
+        (``{layer: (B, n)}``), each on snntorch cells; the epoch-mean forward drive of every
+        layer above (the spikes of steps 0 .. T-2 arrive in steps 1 .. T-1)."""
+        torch, t_steps = self.torch, self.cfg.timesteps
+        out = {}
+        with torch.no_grad():
+            for layer in range(1, self.net.depth):
+                neuron = self.neurons[layer]
+                neuron.reset_mem()
+                count = torch.zeros_like(xi[layer])
+                for _ in range(t_steps - 1):
+                    spk, _, _ = neuron(xi[layer])
+                    count = count + spk
+                w = self.state[FORWARD][layer + 1]["w"]
+                self._events = self._events + count.sum() * w.shape[0]
+                out[layer + 1] = torch.matmul(count, w[:, :-1].T) / (t_steps - 1)
+        return out
+
+    def run_noise_epoch(self, phase: str, xi: dict | None = None, *, batch: int = 1,
+                        apply: bool = True) -> dict:
+        """One noise epoch of noise phase ``phase``; ``xi`` replays a recorded draw
+        (``{layer: (B, n)}``), else torch's generator draws it."""
+        torch = self.torch
+        ph = next(p for p in self.program.noise_phases if p.name == phase)
+        depth = self.net.depth
+        if xi is None:
+            xi = {layer: ph.sigma * torch.randn((batch, self.net.sizes[layer]),
+                                                generator=self.noise_gen, dtype=torch.float64)
+                  for layer in range(1, depth)}
+        xi = {layer: self._tensor_in(v) for layer, v in xi.items()}
+        incs: dict = {}
+        with torch.no_grad():
+            drive = self.noise_drive(xi)
+            n = next(iter(xi.values())).shape[0]
+            for proj in dict.fromkeys(u.projection for u in ph.updates):
+                fb = next(f for f in self.program.feedback if f.name == proj)
+                fn = self.mod[noise_function_name(phase, proj)]
+                for layer in range(1, depth):
+                    pre = {NOISE_DRIVE: drive[layer + 1]}
+                    post = {NOISE_VALUE: xi[layer], fb.target: torch.matmul(
+                        drive[layer + 1], self.feedback_weights(fb, layer).T)}
+                    incs[(proj, layer)] = fn(pre, post, self.state[proj][layer], self.g, n)
+            if self.reduce is not None:
+                self.reduce([v for d in incs.values() for v in d.values()])
+            if apply:
                 self.apply(incs)
-        return {"raw": raw, "comps": comps, "increments": incs}
+        return {"drive": drive, "noise": xi, "increments": incs}
 
     def encode(self, x: Any) -> Any:
         x = self._to(x) if not isinstance(x, self.torch.Tensor) else x.to(self.device,
@@ -221,8 +374,15 @@ class SnnTorchRunner:
             self.step(x[i:i + self.batch_size], onehot[i:i + self.batch_size])
 
     def step(self, x: Any, onehot: Any) -> dict:
-        """Encode one batch of pixels as spikes and run one learning epoch on it."""
-        return self.run_epoch(self.encode(x), onehot)
+        """Encode one batch of pixels as spikes, learn from it, then run its noise epochs."""
+        out = self.run_epoch(self.encode(x), onehot)
+        self._noise_epochs(len(x))
+        return out
+
+    def _noise_epochs(self, batch: int) -> None:
+        for ph in self.program.noise_phases:
+            for _ in range(ph.epochs):
+                self.run_noise_epoch(ph.name, batch=batch)
 
     def step_shard(self, x: Any, onehot: Any, lo: int, hi: int) -> dict:
         """Data-parallel step: encode the whole global batch (the same spikes a single
@@ -233,6 +393,7 @@ class SnnTorchRunner:
         """Spike trains (T, N, n0) in order, ``batch_size`` samples per learning epoch."""
         for i in range(0, spikes.shape[1], self.batch_size):
             self.run_epoch(spikes[:, i:i + self.batch_size], onehot[i:i + self.batch_size])
+            self._noise_epochs(min(self.batch_size, spikes.shape[1] - i))
 
     def close(self) -> None:
         """Nothing to release."""

@@ -112,6 +112,32 @@ def update_angles(runner, x, y) -> dict[str, float]:
             for k in range(1, runner.net.depth + 1)}
 
 
+def spiking_update_angles(runner, x, y, *, seed: int = 0) -> dict[str, float]:
+    """Spiking targets: the angle between the rule's update of each W over one sample
+    presentation of ``x`` (all its learning epochs, weights held) and the negative backprop
+    gradient of the rate network with the same weights (rate mode's keys: W1, W2, ...).
+
+    The update comes from the spiking reference simulator on the target's synced network and
+    lowered program, so every spiking target (snntorch, Brian2, Lava) reports it the same way.
+    """
+    from neurolocal.hardware.encoding import encode_input
+    from neurolocal.hardware.reference import ReferenceSimulator
+
+    program = getattr(runner, "program", None)
+    program = getattr(program, "spiking", program)  # a Lava runner's LoihiProgram
+    if program is None and hasattr(runner, "lp"):
+        program = runner.lp.spiking
+    net = runner.sync()
+    ref = ReferenceSimulator(net, program, seed=seed)
+    x = np.asarray(_numpy(x), np.float64)
+    onehot = np.eye(net.sizes[-1])[np.asarray(y)]
+    spikes = encode_input(x, program.config, seed=np.random.default_rng(seed))
+    incs = ref.run_epoch(np.asarray(spikes, np.float64), onehot, apply=False)["increments"]
+    grads = backprop_gradients(net, x, y)
+    return {f"W{k}": angle_degrees(incs[(FORWARD, k)]["w"], -grads[k - 1])
+            for k in range(1, net.depth + 1) if (FORWARD, k) in incs}
+
+
 def activation_gradients(net: Network, x, y) -> list[np.ndarray]:
     """Exact dL/dr_l of the summed cross-entropy for each hidden layer l = 1..L-1 (per sample).
 

@@ -252,6 +252,21 @@ def _spiking_config(cfg: TrainConfig, meta: dict) -> Any:
     return base.with_options(**opts)
 
 
+def _spiking_steps(rule: Rule, cfg: TrainConfig, target: Any) -> Rule:
+    """The spiking default step: a rule's forward step size (the global scaling every term of
+    ``on W``, e.g. ``lr``) is its step *per sample*, so a target that averages the updates of
+    B samples per learning epoch (snntorch, batch 20) takes B times it, unless it is --set.
+    Rate mode's defaults are unchanged."""
+    from neurolocal.hardware.semantics import step_globals
+
+    batch = (cfg.batch_size or target.default_batch_size) if "batch_size" in target.options \
+        else 1
+    values = rule.scalar_globals()
+    scaled = {g: values[g] * batch for g in step_globals(rule) if g not in cfg.globals
+              and g in values}
+    return rule.with_globals(**scaled) if scaled and batch != 1 else rule
+
+
 def _bind_options(cfg: TrainConfig, target: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {"seed": cfg.seed}
     if "batch_size" in target.options:
@@ -344,14 +359,17 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
             print(f"note: {flag} {asked}: {cfg.dataset} has {len(ds)} images there; using all "
                   "of them", file=log)
     n_classes = int(max(train_set.y.max(), test_set.y.max())) + 1
-    net = _network(cfg, rule, train_set.x.shape[-1], n_classes, init)
     spiking = target.mode == "spiking"
+    if spiking:
+        rule = _spiking_steps(rule, cfg, target)
+    net = _network(cfg, rule, train_set.x.shape[-1], n_classes, init)
     scfg = _spiking_config(cfg, meta) if spiking else None
     program = target.lower(rule, network=net, config=scfg, allow_nonlocal=cfg.allow_nonlocal)
     runner = target.bind(net, program, **_bind_options(cfg, target))
     extra: dict[str, Any] = {}
     if spiking:
-        extra.update(timesteps=scfg.timesteps, spiking=dataclasses.asdict(scfg))
+        extra.update(timesteps=scfg.timesteps, spiking=dataclasses.asdict(scfg),
+                     globals=rule.scalar_globals())
     if getattr(runner, "rounding", 0.0):
         extra["init_rounding"] = runner.rounding
         if progress and init is not None:
@@ -372,7 +390,7 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
     from neurolocal.checkpoint import save_checkpoint
 
     from .bptt import recurrent_update_angles
-    from .metrics import update_angles
+    from .metrics import spiking_update_angles, update_angles
 
     eye = np.eye(n_classes, dtype=np.float32)
     x_test, y_test = np.asarray(test_set.x), np.asarray(test_set.y)
@@ -400,10 +418,12 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
         entry = {"epoch": epoch, "test_accuracy": accuracy(runner, x_test, y_test),
                  "seconds": seconds, "step": _step_size(runner, target),
                  "feedback_angles": feedback_angles(net)}
+        probe = train_set.x[:500], train_set.y[:500]
         if target.mode == "rate":
-            probe = train_set.x[:500], train_set.y[:500]
             angles = recurrent_update_angles if runner.net.recurrent else update_angles
             entry["update_angles"] = angles(runner, *probe)
+        else:
+            entry["update_angles"] = spiking_update_angles(runner, *probe, seed=cfg.seed)
         history.append(entry)
         if progress:
             angles = " ".join(f"{k}={v:.1f}" for k, v in entry["feedback_angles"].items())
