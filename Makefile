@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.neurolocal-installed
 
-.PHONY: install demo test bench bench-quick lint clean
+.PHONY: install demo test bench bench-mnist bench-quick stress lint clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,23 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/lava_learning.py dfa
 	$(BIN)/python benchmarks/lava_learning.py throughput --repeats 5
 	$(BIN)/python benchmarks/conversion.py
+	$(BIN)/python benchmarks/evaluation.py
+	$(BIN)/python benchmarks/lava_speed.py --samples 200 --repeats 3 --calls 2
+	$(BIN)/python benchmarks/spiking_rules.py
+	$(BIN)/python benchmarks/rate_speed.py --repeats 10
+	$(BIN)/python benchmarks/torch_rules.py
+	$(BIN)/python benchmarks/recurrent.py
+
+# the full-MNIST online run on Lava fixed_pt beside floating_pt and snntorch (hours; resumes)
+bench-mnist: $(STAMP)
+	$(BIN)/python benchmarks/lava_mnist.py run --target lava:fixed_pt --lr 0.005 --passes 3
+	$(BIN)/python benchmarks/lava_mnist.py run --target lava:floating_pt --lr 0.005 --passes 3
+	$(BIN)/python benchmarks/lava_mnist.py run --target snntorch --lr 0.005 --passes 3
+	$(BIN)/python benchmarks/lava_mnist.py table
+
+# the hostile-user run: fuzzed rules, bad invocations, interrupts, kill -9, corrupt files
+stress: $(STAMP)
+	$(BIN)/python benchmarks/stress.py
 
 # the same scripts at smoke-test sizes (minutes): do they run?
 bench-quick: $(STAMP)

@@ -81,8 +81,10 @@ class ConversionResult:
 
 
 def _is_hdf5(path: Path) -> bool:
+    """HDF5's signature at offset 0, or after a user block of 512 bytes (sealed checkpoints)."""
     with open(path, "rb") as fh:
-        return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+        head = fh.read(520)
+    return b"\x89HDF\r\n\x1a\n" in (head[:8], head[512:520])
 
 
 def _load_file(path: Path, input_shape: tuple[int, ...] | None, arch: str | None,
@@ -99,14 +101,9 @@ def _load_file(path: Path, input_shape: tuple[int, ...] | None, arch: str | None
         raise ConversionError(
             f"{str(path)!r} is neither a torch file (.pt/.pth) nor HDF5 (a NIR graph or a "
             "neurolocal checkpoint)")
-    import h5py
+    from neurolocal.checkpoint import is_checkpoint_file
 
-    try:
-        with h5py.File(path, "r") as fh:
-            is_ckpt = fh.attrs.get("format") == "neurolocal-checkpoint"
-    except OSError as exc:
-        raise ConversionError(f"cannot read {str(path)!r}: corrupt HDF5 ({exc})") from None
-    if is_ckpt:
+    if is_checkpoint_file(path):
         from neurolocal.checkpoint import load_checkpoint
 
         net, _meta = load_checkpoint(path)

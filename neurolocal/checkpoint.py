@@ -1,10 +1,11 @@
 """HDF5 checkpoints: the network's state, its rule (as text) and how it was trained.
 
 Written atomically (:func:`neurolocal.fileio.atomic_write`), so a crash never leaves a
-half-written checkpoint where a good one was. A checkpoint carries a SHA-256 checksum of its
-arrays and configuration, verified at load, and every field is checked against the rule it
-holds: a corrupt, edited or mismatched file is refused with a message naming the file and
-the field, never loaded with silently changed weights.
+half-written checkpoint where a good one was. The file's first 512 bytes (an HDF5 user
+block, which HDF5 skips) hold a SHA-256 digest of the rest, checked before HDF5 parses a
+byte: HDF5's own reader can loop forever on some damaged files. Inside, a checksum of the
+arrays and configuration, and every field checked against the rule it holds: a corrupt,
+edited or mismatched file is refused with a message naming the file and the field.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .parser import parse_rule
 from .rule import FORWARD, RECURRENT
 
 FORMAT = "neurolocal-checkpoint"
-VERSION = 2  #: 2 adds the checksum; version 1 files load with a warning
+VERSION = 3  #: 2 adds the checksum, 3 the sealed header; version 1 files load with a warning
+HEADER = 512  #: the HDF5 user block that holds the digest of the rest of the file
+SEAL = b"neurolocal-checkpoint sha256:"
 _ATTRS = ("rule_name", "rule_text", "globals", "sizes", "convs", "hidden_activation",
           "output_activation", "meta")
 #: written only when the network has them (files of networks without stay as they were)
@@ -75,22 +78,71 @@ def save_checkpoint(path: str | os.PathLike, net: Network, meta: dict | None = N
     attrs, arrays = _attributes(net, meta), _arrays(net)
 
     def write(tmp: str) -> None:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=HEADER) as f:
             f.attrs["format"], f.attrs["version"] = FORMAT, VERSION
             for key, value in attrs.items():
                 f.attrs[key] = value
             for name, arr in arrays.items():
                 f.create_dataset(name, data=arr)
             f.attrs["checksum"] = checksum(attrs, arrays)
+        seal(tmp)
 
     return atomic_write(path, write)
 
 
-def _read(f: h5py.File, path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+def _digest(fh) -> str:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def seal(path: str | os.PathLike) -> None:
+    """Write the digest of everything after the header into the header."""
+    with open(path, "r+b") as fh:
+        fh.seek(HEADER)
+        digest = _digest(fh)
+        fh.seek(0)
+        fh.write((SEAL + digest.encode() + b"\n").ljust(HEADER, b"\0"))
+
+
+def is_checkpoint_file(path: str | os.PathLike) -> bool:
+    """Does ``path`` hold a neurolocal checkpoint? Sealed files are recognised by their header
+    alone (HDF5 never parses a damaged one); older ones by their format attribute."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(SEAL)) == SEAL:
+                return True
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
+def _check_seal(path: Path) -> bool:
+    """True if the header holds the digest of the rest; False if there is no header (a file
+    of version 1 or 2); a CheckpointError if the bytes changed after they were sealed."""
+    with open(path, "rb") as fh:
+        head = fh.read(HEADER)
+        if not head.startswith(SEAL):
+            return False
+        stored = head[len(SEAL):len(SEAL) + 64].decode("ascii", "replace")
+        if len(head) == HEADER and _digest(fh) == stored:
+            return True
+    raise CheckpointError(f"checkpoint {path}: checksum mismatch: the file's bytes changed "
+                          "after it was written (corrupt, truncated or edited); re-create it "
+                          "with `neurolocal train --out`")
+
+
+def _read(f: h5py.File, path: Path, sealed: bool) -> tuple[dict, dict[str, np.ndarray]]:
     if f.attrs.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is an HDF5 file but not a neurolocal checkpoint (format attribute "
             f"{f.attrs.get('format')!r}); write one with `neurolocal train --out`")
+    if not sealed and int(f.attrs.get("version", 1)) >= 3:
+        raise CheckpointError(f"checkpoint {path}: its header (the first {HEADER} bytes, which "
+                              "hold the file's checksum) is damaged; re-create it with "
+                              "`neurolocal train --out`")
     attrs = {k: f.attrs[k] for k in (*_ATTRS, *_OPTIONAL) if k in f.attrs}
     missing = [k for k in _ATTRS if k not in attrs]
     if missing:
@@ -117,9 +169,10 @@ def _read(f: h5py.File, path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 def _read_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     """The raw fields; whatever h5py raises on damaged bytes becomes a CheckpointError."""
+    sealed = _check_seal(path)
     try:
         with h5py.File(path, "r") as f:
-            return _read(f, path)
+            return _read(f, path, sealed)
     except NeurolocalError:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, RuntimeError, KeyError...

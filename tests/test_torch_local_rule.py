@@ -76,7 +76,10 @@ def _max_diff(a, b) -> float:
                for p in a.state for k in a.state[p])
 
 
-@pytest.mark.parametrize("name", nl.builtin_names())
+FEED_FORWARD = [n for n in nl.builtin_names() if not nl.get_rule(n).time_statements()]
+
+
+@pytest.mark.parametrize("name", FEED_FORWARD)
 @pytest.mark.parametrize("fused", [True, False])
 def test_every_rule_trains_a_torch_model_as_the_rate_target_does(name, fused):
     rule = nl.get_rule(name)
@@ -289,3 +292,12 @@ def test_the_teaching_signal_is_the_label_under_the_matching_loss(ending):
         loss.backward()
         topt.step()
     assert _max_diff(prog.sync(), model.network()) < 2e-6
+
+
+@pytest.mark.parametrize("name", sorted(set(nl.builtin_names()) - set(FEED_FORWARD)))
+def test_rules_through_time_are_refused_naming_what_they_need(name):
+    from neurolocal.torch import local_rule
+
+    with pytest.raises(NeurolocalError, match=f"rule {name} runs through time.*--recurrent"):
+        local_rule(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), name,
+                   allow_nonlocal=True)

@@ -14,16 +14,9 @@ __all__ = ["evaluate_checkpoint", "is_checkpoint", "run_checkpoint", "cmd_export
 
 def is_checkpoint(path: str) -> bool:
     """Is ``path`` a neurolocal checkpoint (rather than a NIR graph or a torch file)?"""
-    import h5py
+    from neurolocal.checkpoint import is_checkpoint_file
 
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        with h5py.File(p, "r") as fh:
-            return fh.attrs.get("format") == "neurolocal-checkpoint"
-    except OSError:
-        return False
+    return Path(path).is_file() and is_checkpoint_file(path)
 
 
 def _spiking_checkpoint(path: str, what: str) -> tuple[Any, Any, dict]:

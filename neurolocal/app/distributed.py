@@ -69,6 +69,13 @@ def configure(cfg: Any) -> Any:
     return cfg
 
 
+def world_size(cfg: Any) -> int:
+    """Processes that share each global batch (1 unless ``--distributed``)."""
+    if not getattr(cfg, "distributed", False):
+        return 1
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_main(cfg: Any) -> bool:
     """Does this process print (rank 0, or not distributed)?"""
     return not getattr(cfg, "distributed", False) or os.environ.get("RANK", "0") == "0"

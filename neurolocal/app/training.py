@@ -256,11 +256,15 @@ def _spiking_steps(rule: Rule, cfg: TrainConfig, target: Any) -> Rule:
     """The spiking default step: a rule's forward step size (the global scaling every term of
     ``on W``, e.g. ``lr``) is its step *per sample*, so a target that averages the updates of
     B samples per learning epoch (snntorch, batch 20) takes B times it, unless it is --set.
-    Rate mode's defaults are unchanged."""
+    With --distributed, B is the global batch (every process's share). Rate mode's defaults
+    are unchanged."""
     from neurolocal.hardware.semantics import step_globals
+
+    from . import distributed
 
     batch = (cfg.batch_size or target.default_batch_size) if "batch_size" in target.options \
         else 1
+    batch *= distributed.world_size(cfg)
     values = rule.scalar_globals()
     scaled = {g: values[g] * batch for g in step_globals(rule) if g not in cfg.globals
               and g in values}

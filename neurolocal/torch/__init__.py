@@ -43,8 +43,16 @@ def local_rule(model: Any, rule: Any, *, allow_nonlocal: bool = False, input_sha
     from neurolocal.rule import Rule
     from neurolocal.rules import get_rule
 
+    from neurolocal.errors import NeurolocalError
+
     if not isinstance(rule, Rule):
         rule = get_rule(str(rule))
+    timed = rule.time_statements()
+    if timed:
+        raise NeurolocalError(
+            f"local_rule: rule {rule.name} runs through time ({'; '.join(timed)}) and needs a "
+            "recurrent layer; local_rule wraps feed-forward chains of Linear/Conv2d. Train "
+            "recurrent networks with `neurolocal train --recurrent N`")
     return build(model, rule, allow_nonlocal=allow_nonlocal, input_shape=input_shape,
                  output=output, seed=seed, fused=fused, loss_reduction=loss_reduction)
 

@@ -1,14 +1,15 @@
 """Editing checkpoints as a buggy tool would: change a field, then sign the file again.
 
 A plain edit is caught by the checksum; a re-signed one must still be caught by the field
-checks. ``resign`` recomputes the checksum with the project's own function.
+checks. ``resign`` recomputes the checksum and the sealed header with the project's own
+functions.
 """
 
 from __future__ import annotations
 
 import h5py
 
-from neurolocal.checkpoint import _ATTRS, checksum
+from neurolocal.checkpoint import _ATTRS, checksum, seal
 
 
 def resign(path) -> None:
@@ -19,3 +20,4 @@ def resign(path) -> None:
         f["state"].visititems(lambda name, obj: arrays.__setitem__(f"state/{name}", obj[()])
                               if isinstance(obj, h5py.Dataset) else None)
         f.attrs["checksum"] = checksum(attrs, arrays)
+    seal(path)  # and the header's digest of the whole file
