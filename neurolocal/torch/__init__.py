@@ -40,10 +40,9 @@ def local_rule(model: Any, rule: Any, *, allow_nonlocal: bool = False, input_sha
     target's, for the same net and seed) and noise. ``fused=False`` forces the rate
     runner's generic program (tests).
     """
+    from neurolocal.errors import NeurolocalError
     from neurolocal.rule import Rule
     from neurolocal.rules import get_rule
-
-    from neurolocal.errors import NeurolocalError
 
     if not isinstance(rule, Rule):
         rule = get_rule(str(rule))
