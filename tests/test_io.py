@@ -161,3 +161,32 @@ def test_cli_train_json_and_checkpoint(tmp_path):
     assert result["test_accuracy"] > 75.0  # 10,000 images, one epoch, 64 hidden: measured 83.1 %
     net, meta = load_checkpoint(out)
     assert net.sizes == [784, 64, 10] and meta["epoch"] == 1
+
+
+def test_zeroed_blocks_anywhere_are_refused_before_hdf5_reads_them(tmp_path):
+    """HDF5's reader looped forever on some zeroed blocks (the stress run's corrupt case 2):
+    the sealed header is checked first, so every damaged file is refused at once."""
+    import time
+
+    from neurolocal.checkpoint import HEADER
+
+    net = nl.build_mlp([20, 10, 3], nl.get_rule("dfa"), seed=0)
+    path = save_checkpoint(tmp_path / "z.nlck", net)
+    raw = path.read_bytes()
+    assert raw[HEADER:HEADER + 8] == b"\x89HDF\r\n\x1a\n"  # a real HDF5 file after the header
+    outcomes = set()
+    for start in range(0, len(raw), 97):
+        bad = bytearray(raw)
+        bad[start:start + 300] = bytes(len(bad[start:start + 300]))
+        p = tmp_path / f"z{start}.nlck"
+        p.write_bytes(bytes(bad))
+        t0 = time.perf_counter()
+        try:
+            back, _ = load_checkpoint(p)
+            outcomes.add("intact")
+            np.testing.assert_array_equal(back.state["W"][1]["w"], net.state["W"][1]["w"])
+        except CheckpointError as exc:
+            outcomes.add("checksum" if "checksum" in str(exc) or "header" in str(exc)
+                         else str(exc))
+        assert time.perf_counter() - t0 < 2.0, start
+    assert outcomes <= {"intact", "checksum"}, outcomes
