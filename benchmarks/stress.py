@@ -168,12 +168,13 @@ WRITER = """
 import sys
 from neurolocal.checkpoint import save_checkpoint
 from neurolocal.network import build_mlp
+from neurolocal.rule import FORWARD
 from neurolocal.rules import get_rule
 net = build_mlp([784, 500, 10], get_rule("dfa"), seed=0)
 i = int(sys.argv[2])
 while True:
     i += 1
-    net.state["forward"][1]["w"][0, 0] = float(i)
+    net.state[FORWARD][1]["w"][0, 0] = float(i)
     save_checkpoint(sys.argv[1], net, meta={"counter": i})
     print(i, flush=True)
 """
@@ -181,6 +182,7 @@ while True:
 
 def kill9(args) -> dict:
     from neurolocal.checkpoint import load_checkpoint
+    from neurolocal.rule import FORWARD
 
     folder = Path(tempfile.mkdtemp(prefix="neurolocal-stress-kill-"))
     path = folder / "run.nlck"
@@ -189,8 +191,11 @@ def kill9(args) -> dict:
     done = 0
     for _ in range(args.kill_trials):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(done)],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = proc.stdout.readline()  # one write is done: the file must exist from now on
+        if not first:
+            raise RuntimeError("the checkpoint writer failed before its first write: "
+                               + proc.communicate()[1][-1000:])
         time.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signal.SIGKILL)
         rest, _ = proc.communicate()
@@ -205,7 +210,7 @@ def kill9(args) -> dict:
             corrupt += 1
             continue
         counter = int(meta["counter"])
-        if counter < last or float(net.state["forward"][1]["w"][0, 0]) != counter:
+        if counter < last or float(net.state[FORWARD][1]["w"][0, 0]) != counter:
             older += 1
         done = max(counter, last)
     # a later write removes the temporaries kill -9 left

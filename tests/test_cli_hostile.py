@@ -77,6 +77,8 @@ def test_more_samples_than_the_data_set_has_is_a_note(capsys):
     (["train", "--rule", "fa", "--set", "lr"], "--set 'lr': expected NAME=NUMBER"),
     (["train", "--rule", "fa", "--set", "nope=1"], "declares no global 'nope'"),
     (["train"], "train needs --rule NAME"),
+    (["train", "--rule", "fa", "--lr-decay", "-1"], "--lr-decay is the step size's factor"),
+    (["train", "--rule", "fa", "--lr-decay", "nan"], "must be a positive number"),
     (["check", "/no/such.rule"], "does not exist"),
 ])
 def test_bad_values_name_their_flag_and_exit_2(argv, fragment, capsys):

@@ -56,8 +56,19 @@ class _Discarding:
         return getattr(self._stream, name)
 
 
+#: signals seen during the command: a library that swallows the KeyboardInterrupt or
+#: Terminated it raised (a clean-up handler, a callback) cannot turn the run into exit 0
+_seen: set[int] = set()
+
+
 def _on_sigterm(signum, frame) -> None:
+    _seen.add(signal.SIGTERM)
     raise Terminated()
+
+
+def _on_sigint(signum, frame) -> None:
+    _seen.add(signal.SIGINT)
+    raise KeyboardInterrupt
 
 
 def log_dir() -> Path:
@@ -85,16 +96,23 @@ def _report_internal(command: str, exc: BaseException, debug: bool) -> None:
 def run(make_parser: Callable, argv: list[str]) -> int:
     """Parse ``argv`` and run the command it names; map every ending to an exit code."""
     sys.stdout, sys.stderr = _Discarding(sys.stdout), _Discarding(sys.stderr)
-    previous = None
+    previous: dict = {}
+    _seen.clear()
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+                    signal.SIGINT: signal.signal(signal.SIGINT, _on_sigint)}
     except ValueError:  # not the main thread (e.g. called from a test runner's worker)
         pass
     parser = make_parser()
     args = parser.parse_args(argv)
     command = getattr(args, "command", "?")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        if signal.SIGTERM in _seen:
+            raise Terminated()
+        if signal.SIGINT in _seen:
+            raise KeyboardInterrupt
+        return code
     except NeurolocalError as exc:
         print(f"neurolocal {command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -109,7 +127,7 @@ def run(make_parser: Callable, argv: list[str]) -> int:
         return EXIT_INTERNAL
     finally:
         sys.stdout.flush()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sys.stdout = sys.stdout._stream if isinstance(sys.stdout, _Discarding) else sys.stdout
         sys.stderr = sys.stderr._stream if isinstance(sys.stderr, _Discarding) else sys.stderr

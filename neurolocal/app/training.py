@@ -110,6 +110,9 @@ def _check_config(cfg: TrainConfig, target: Any) -> None:
     _positive(cfg.limit, "--samples")
     _positive(cfg.test_limit, "--test-samples")
     _positive(cfg.timesteps, "--timesteps")
+    if cfg.lr_decay is not None and not (0.0 < cfg.lr_decay < float("inf")):
+        raise NeurolocalError(f"--lr-decay is the step size's factor per epoch and must be a "
+                              f"positive number, got {cfg.lr_decay!r}")
     if spiking:
         if cfg.conv:
             raise NeurolocalError("--conv is rate mode only: the spiking targets lower dense "
