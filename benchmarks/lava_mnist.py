@@ -218,9 +218,31 @@ def table(args) -> str:
     for p in PUBLISHED:
         lines.append(f"| {p['system']} | {p['network']} | {p['accuracy']} | {p['passes']} | "
                      f"{p['precision']} | | | |")
+    lines += ["", *_per_pass(rows)]
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def _per_pass(rows: list[dict]) -> list[str]:
+    """Test accuracy after each pass, the targets side by side (the same budget per column),
+    with fixed_pt's gap to the others."""
+    acc = {r["target"]: {h["pass"]: h["test_accuracy"] for h in r["history"]} for r in rows}
+    passes = sorted({p for a in acc.values() for p in a})
+    names = [t for t in TARGETS if t in acc]
+    gaps = [t for t in names if t != "lava:fixed_pt" and "lava:fixed_pt" in acc]
+    lines = ["| pass | lr | " + " | ".join(names) + "".join(
+        f" | fixed_pt - {t}" for t in gaps) + " | images/s (learning) |",
+        "|---" * (3 + len(names) + len(gaps)) + "|"]
+    for p in passes:
+        lr = next(h["lr"] for r in rows for h in r["history"] if h["pass"] == p)
+        cells = [f"{acc[t][p]:.2f} %" if p in acc[t] else "" for t in names]
+        diffs = [f"{acc['lava:fixed_pt'][p] - acc[t][p]:+.2f}"
+                 if p in acc[t] and p in acc["lava:fixed_pt"] else "" for t in gaps]
+        speed = ", ".join(f"{r['target']} {r['samples'] / max(r['seconds'], 1e-9):.0f}"
+                          for r in rows if p == 1)
+        lines.append(f"| {p} | {lr:g} | " + " | ".join(cells + diffs) + f" | {speed} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
