@@ -119,7 +119,10 @@ def main() -> int:
         rows = [r for r in old["rows"] if r["rule"] not in fresh] + rows
         rows.sort(key=lambda r: RULES.index(r["rule"]) if r["rule"] in RULES else 99)
     # throughput is always measured afresh for every row, in one go, on one machine state
-    speed = measure_throughput([r["rule"] for r in rows], cfg.batch_size)
+    from neurolocal.hardware.base import get_target
+
+    batch = cfg.batch_size or get_target(cfg.target).default_batch_size  # the rate default
+    speed = measure_throughput([r["rule"] for r in rows], batch)
     command = "python benchmarks/rate_rules.py " + " ".join(sys.argv[1:])
     if args.throughput_only:
         args.epochs = json.loads(Path(args.out).read_text())["epochs"]
