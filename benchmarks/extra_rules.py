@@ -74,19 +74,14 @@ def claims(rows: dict) -> dict[str, tuple[bool, str]]:
 
 
 def target_table(names: list[str]) -> dict[str, dict[str, str]]:
-    """For each rule and each registered target: 'ok' or the lowering's error."""
-    from neurolocal.hardware import targets
+    """For each rule and each registered target: 'ok' or the lowering's error (the registry's
+    own answer, as `neurolocal rules --json` gives it)."""
+    from neurolocal.hardware.base import lowering_matrix
+
     table = {}
     for name in names:
-        rule = get_rule(name)
-        row = {}
-        for target in targets.available():
-            try:
-                targets.compile_text(rule, target)
-                row[target] = "ok"
-            except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
-                row[target] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-        table[name] = row
+        row = lowering_matrix(get_rule(name))
+        table[name] = {t: "ok" if v == "runs" else v.splitlines()[0] for t, v in row.items()}
     return table
 
 
