@@ -232,7 +232,7 @@ def _per_pass(rows: list[dict]) -> list[str]:
     names = [t for t in TARGETS if t in acc]
     gaps = [t for t in names if t != "lava:fixed_pt" and "lava:fixed_pt" in acc]
     lines = ["| pass | lr | " + " | ".join(names) + "".join(
-        f" | fixed_pt - {t}" for t in gaps) + " | images/s (learning) |",
+        f" | fixed_pt - {t}" for t in gaps) + " | images/s, learning, whole run |",
         "|---" * (3 + len(names) + len(gaps)) + "|"]
     for p in passes:
         lr = next(h["lr"] for r in rows for h in r["history"] if h["pass"] == p)
