@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,8 +54,10 @@ def run(row: str, args) -> dict:
     torch.manual_seed(args.seed)
     tr = load_dataset("mnist", "train", limit=args.limit, verbose=False)
     te = load_dataset("mnist", "test", verbose=False)
-    x, y = torch.as_tensor(tr.x).view(-1, 1, 28, 28), torch.as_tensor(tr.y).long()
-    xt, yt = torch.as_tensor(te.x).view(-1, 1, 28, 28), torch.as_tensor(te.y).long()
+    x, y = torch.from_numpy(np.array(tr.x)).view(-1, 1, 28, 28), torch.from_numpy(
+        np.array(tr.y)).long()  # np.array: the data sets' arrays are read-only
+    xt, yt = torch.from_numpy(np.array(te.x)).view(-1, 1, 28, 28), torch.from_numpy(
+        np.array(te.y)).long()
     net, kw = model_for(row)
     model = local_rule(net, row, seed=args.seed, **kw)
     opt = torch.optim.Adam(model.parameters(), 3e-3)
