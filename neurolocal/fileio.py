@@ -3,7 +3,7 @@
 Why one helper: every output neurolocal writes (NIR graphs, rule sidecars, checkpoints) must
 appear complete or not at all, with the permissions any other tool would give it, and an
 interrupted write must not leave anonymous debris. :func:`atomic_write` writes into
-``.NAME.neurolocal-tmp-PID-XXXX`` beside the destination, flushes it to disk, gives it the
+``.NAME.neurolocal-tmp-PID-SUFFIX`` beside the destination, flushes it to disk, gives it the
 mode a plain ``open()`` would (``0o666 & ~umask``: 0644 under umask 022; ``mkstemp`` alone
 gives 0600), and renames it over the destination. Temporary files of the same destination
 left by a process that no longer runs are removed at the next write there.

@@ -72,17 +72,11 @@ def build(runner: Any, spikes: np.ndarray, targets: np.ndarray) -> tuple[dict, i
 
 
 def _neuron(runner: Any, layer: int, k: int) -> Any:
-    from .fixed_point import lif_decays
     from .procs.epochs import EpochNeuroLIF
 
-    lp, cfg = runner.lp, runner.cfg
+    lp = runner.lp
     g, spec = lp.group(layer), lp.neurons[layer - 1]
-    if runner.tag == "fixed_pt":
-        u_unit = g.weight_step / 2 ** lp.profile.lif.activation_shift
-        du, dv = lif_decays(cfg.du, cfg.dv, lp.profile)
-        vth = round(cfg.vth / g.weight_step)
-    else:
-        u_unit, du, dv, vth = g.weight_step, cfg.du, cfg.dv, cfg.vth / g.weight_step
+    u_unit, du, dv, vth = runner.neuron_units(layer)
     replay = (runner.replay or {}).get(layer)
     program = spec.running(epoch_len=lp.epoch_len, learn=True, u_unit=u_unit, v_unit=u_unit,
                            a_unit=g.weight_step, epoch_offset=runner.epochs_done,

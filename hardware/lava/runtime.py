@@ -146,17 +146,20 @@ class LavaRunner:
         w = np.asarray(self.net.state[FORWARD][layer]["w"], dtype=np.float64) / g.weight_step
         return loadable_weights(w) if self.tag == "fixed_pt" else w
 
+    def neuron_units(self, layer: int) -> tuple[float, float, float, float]:
+        """``(u_unit, du, dv, vth)`` of layer ``layer``'s neurons in this tag's units."""
+        lp, cfg, g = self.lp, self.cfg, self.lp.group(layer)
+        if self.tag == "fixed_pt":
+            du, dv = lif_decays(cfg.du, cfg.dv, lp.profile)
+            return (g.weight_step / 2 ** lp.profile.lif.activation_shift, du, dv,
+                    round(cfg.vth / g.weight_step))
+        return g.weight_step, cfg.du, cfg.dv, cfg.vth / g.weight_step
+
     def _neuron_params(self, layer: int, epoch_len: int, learn: bool) -> dict:
         """du, dv, vth and the neuron program of layer ``layer``, in this tag's units."""
-        lp, cfg = self.lp, self.cfg
-        g, spec = lp.group(layer), lp.neurons[layer - 1]
-        if self.tag == "fixed_pt":
-            u_unit = g.weight_step / 2 ** lp.profile.lif.activation_shift
-            du, dv = lif_decays(cfg.du, cfg.dv, lp.profile)
-            vth = round(cfg.vth / g.weight_step)
-        else:
-            u_unit, du, dv, vth = g.weight_step, cfg.du, cfg.dv, cfg.vth / g.weight_step
-        program = spec.running(epoch_len=epoch_len, learn=learn, u_unit=u_unit)
+        u_unit, du, dv, vth = self.neuron_units(layer)
+        program = self.lp.neurons[layer - 1].running(epoch_len=epoch_len, learn=learn,
+                                                     u_unit=u_unit)
         return {"du": du, "dv": dv, "vth": vth, "program": program}
 
     def _neuron(self, layer: int, k: int, epoch_len: int, learn: bool) -> Any:
