@@ -197,6 +197,9 @@ class SNNLayer:
     scale: float = 1.0
     #: read-out only: membrane decay per step (1 = no leak, the accumulated input)
     leak: float = 1.0
+    #: recurrent synapses (n_out, n_out): the layer's own spikes of the previous step, weighted
+    #: into this step's input beside ``ops`` (snntorch's RLeaky with ``all_to_all=True``)
+    recurrent: np.ndarray | None = None
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -220,6 +223,23 @@ class SNNLayer:
 
     def weighted_ops(self) -> list[Op]:
         return [op for op in self.ops if op.weighted]
+
+
+def _check_recurrent(layer: SNNLayer) -> None:
+    """Recurrent synapses: a finite (n_out, n_out) matrix on a spiking layer."""
+    if layer.recurrent is None:
+        return
+    rec = np.asarray(layer.recurrent)
+    if layer.neuron is None:
+        raise ConversionError(f"layer {layer.name!r}: the read-out has no spikes to feed back; "
+                              "recurrent synapses belong to a spiking layer")
+    if rec.shape != (layer.n_out, layer.n_out):
+        raise ConversionError(f"layer {layer.name!r}: recurrent weights of shape {rec.shape}, "
+                              f"expected ({layer.n_out}, {layer.n_out}) (from its own neurons "
+                              "to its own neurons)")
+    if not np.issubdtype(rec.dtype, np.number) or not np.all(np.isfinite(rec)):
+        raise ConversionError(f"layer {layer.name!r}: recurrent weights must be finite numbers")
+    layer.recurrent = rec
 
 
 @dataclass
@@ -258,6 +278,7 @@ class SNNModel:
                     f"layer {layer.name!r} has no neurons but is not the last layer; only the "
                     "read-out layer may be non-spiking"
                 )
+            _check_recurrent(layer)
             if not 0.0 <= float(layer.leak) <= 1.0 or (layer.neuron is not None
                                                        and layer.leak != 1.0):
                 raise ConversionError(f"layer {layer.name!r}: leak {layer.leak} (a read-out's "
@@ -266,6 +287,11 @@ class SNNModel:
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.layers[-1].out_shape
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether any layer has recurrent synapses."""
+        return any(layer.recurrent is not None for layer in self.layers)
 
     @property
     def n_outputs(self) -> int:
@@ -292,6 +318,8 @@ class SNNModel:
                 neu = (f"{n.kind} theta={n.threshold:.4g} beta={n.beta:.4g} reset={n.reset}"
                        + (f" alpha={n.alpha:.4g}" if n.alpha else "")
                        + (f" v_init={n.v_init:g}" if n.v_init else ""))
+            if layer.recurrent is not None:
+                ops += "+recurrent"
             rows.append(f"{layer.name:>8}: {ops:<28} -> {layer.out_shape}  {neu}")
         return "\n".join(rows)
 
@@ -359,6 +387,9 @@ def ann_forward(
     normalised model returns the same logits as the ANN it came from.
     """
     torch = _torch()
+    if model.recurrent:
+        raise ConversionError("ann_forward: a recurrent layer has no one-pass rate (ReLU) "
+                              "counterpart; run the spiking model (run_snntorch) instead")
     xb = as_batch(model, x).astype(np.float32)
     seqs = [torch_ops(layer) for layer in model.layers]
     outs: list[list[np.ndarray]] = [[] for _ in model.layers]
@@ -451,7 +482,8 @@ class LayerStats:
     name: str
     neurons: int
     spikes: float  # spikes emitted by this layer's neurons (0 for the read-out)
-    synops: float  # synaptic events into this layer: pre-synaptic spikes x fan-out
+    synops: float  # synaptic events into this layer: pre-synaptic spikes x fan-out (recurrent
+    # synapses included: the layer's own spikes x their recurrent fan-out)
     rate: float  # spikes per neuron per time step
 
     def as_dict(self) -> dict[str, Any]:
@@ -525,6 +557,9 @@ def make_stats(
         if layer.spiking:
             own = next(spiking_iter).reshape(-1)
             spikes = float(own.sum()) / n_samples
+            if layer.recurrent is not None:  # its own spikes, to the recurrent synapses
+                rec_fan = np.count_nonzero(np.asarray(layer.recurrent), axis=0)
+                synops += float(np.dot(own, rec_fan)) / n_samples
             stats.append(LayerStats(layer.name, layer.n_out, spikes, synops,
                                     spikes / (layer.n_out * timesteps)))
             pre = own

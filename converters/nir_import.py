@@ -17,8 +17,10 @@ neurons reset to ``v_reset`` (0) unless the node's metadata says ``"reset": "sub
 (neurolocal's own files). Which dt: the ``dt`` given; else the one a neurolocal file records;
 else snntorch's convention, 1e-4 s -- and a warning where the parameters say otherwise
 (``r = tau/dt`` for another dt, or Norse's ``r = 1``). Every refusal names the node: dangling
-edges, branches, loops and recurrent subgraphs, shapes that do not chain, unsupported nodes,
-per-neuron parameters that differ, delays.
+edges, branches, loops outside a recurrent layer, shapes that do not chain, unsupported nodes,
+per-neuron parameters that differ, delays. A recurrent layer is a subgraph in the form
+snntorch writes RLeaky/RSynaptic (neuron -> Linear/Affine -> the same neuron); its weights get
+the neuron's input scale like the forward ones.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ DT = 1e-4  #: snntorch's NIR time step (export_nir.py / import_nir.py): the defa
 SUPPORTED_NODES: tuple[str, ...] = (
     "Input", "Output", "Affine", "Linear", "Conv2d", "AvgPool2d", "Flatten", "IF", "LIF",
     "CubaLIF", "LI (read-out)", "Delay (zero delays only)",
+    "NIRGraph (a recurrent layer in snntorch's RLeaky form)",
 )
 NORSE_DT = 1e-3  #: Norse's default simulation step (norse.torch.from_nir(..., dt=1e-3))
 
@@ -81,12 +84,73 @@ def _check_nodes(graph: Any) -> None:
                  nir.Flatten, nir.IF, nir.LIF, nir.CubaLIF, nir.LI, nir.Delay)
     for name, node in graph.nodes.items():
         if isinstance(node, nir.NIRGraph):
-            raise UnsupportedLayerError(
-                "NIR node", name, "NIRGraph", SUPPORTED_NODES,
-                "it is a subgraph -- a recurrent layer, as snntorch writes RLeaky/RSynaptic; "
-                "recurrent networks are not supported yet")
+            _recurrent_parts(name, node)  # a recurrent layer, or refused by name
+            continue
         if not isinstance(node, supported):
             raise UnsupportedLayerError("NIR node", name, type(node).__name__, SUPPORTED_NODES)
+
+
+def _recurrent_parts(name: str, sub: Any) -> tuple[str, Any, Any]:
+    """(neuron key, neuron node, recurrent weight node) of a recurrent-layer subgraph.
+
+    The form snntorch's exporter writes for RLeaky / RSynaptic (``all_to_all``):
+    ``input -> lif``, ``lif -> w_rec``, ``w_rec -> lif``, ``lif -> output``, with one neuron
+    node and one Linear/Affine from the neurons back to themselves. Anything else is refused.
+    """
+    nir = _nir()
+    kinds = {k: type(n).__name__ for k, n in sub.nodes.items()}
+    neurons = [k for k, n in sub.nodes.items() if isinstance(n, (nir.IF, nir.LIF, nir.CubaLIF))]
+    weights = [k for k, n in sub.nodes.items() if isinstance(n, (nir.Linear, nir.Affine))]
+    ins = [k for k, n in sub.nodes.items() if isinstance(n, nir.Input)]
+    outs = [k for k, n in sub.nodes.items() if isinstance(n, nir.Output)]
+    shape_ok = len(sub.nodes) == 4 and all(len(x) == 1 for x in (neurons, weights, ins, outs))
+    if shape_ok:
+        lif, w = neurons[0], weights[0]
+        want = {(ins[0], lif), (lif, w), (w, lif), (lif, outs[0])}
+        edges = {tuple(str(e) for e in edge) for edge in sub.edges}
+        shape_ok = edges == want and len(sub.edges) == 4
+    if not shape_ok:
+        raise UnsupportedLayerError(
+            "NIR node", name, "NIRGraph", SUPPORTED_NODES,
+            f"a subgraph is read as a recurrent layer only in snntorch's RLeaky form (input -> "
+            f"neuron -> Linear/Affine -> the same neuron, neuron -> output); this one has "
+            f"nodes {kinds} and edges {[tuple(e) for e in sub.edges]}")
+    n = int(np.asarray(sub.nodes[w].weight).shape[0])
+    if np.asarray(sub.nodes[w].weight).shape != (n, n):
+        raise ConversionError(f"NIR node {name!r}: recurrent weights {w!r} of shape "
+                              f"{np.asarray(sub.nodes[w].weight).shape} are not square")
+    return lif, sub.nodes[lif], sub.nodes[w]
+
+
+def fold_recurrent(graph: Any) -> Any:
+    """The graph with each flat recurrent loop folded into a subgraph node.
+
+    snntorch 1.0 (with nirtorch 2) writes an RLeaky as two top-level nodes in a loop,
+    ``lif -> w_rec -> lif``, where ``w_rec`` (Linear/Affine) has no other edge; the subgraph
+    keeps the neuron's key, so rules and layer names still find it.
+    """
+    nir = _nir()
+    edges = [tuple(str(e) for e in edge) for edge in graph.edges]
+    loops = []
+    for a, b in set(edges):
+        na, nb = graph.nodes.get(a), graph.nodes.get(b)
+        if (b, a) in edges and isinstance(na, (nir.IF, nir.LIF, nir.CubaLIF)) and \
+                isinstance(nb, (nir.Linear, nir.Affine)) and \
+                [e for e in edges if b in e] in ([(a, b), (b, a)], [(b, a), (a, b)]):
+            loops.append((a, b))
+    if not loops:
+        return graph
+    nodes, drop = dict(graph.nodes), set()
+    for lif, w in loops:
+        n = np.asarray(nodes[w].weight).shape[0]
+        nodes[lif] = nir.NIRGraph(
+            nodes={"input": nir.Input(input_type=np.array([n])), "lif": nodes[lif],
+                   "w_rec": nodes.pop(w), "output": nir.Output(output_type=np.array([n]))},
+            edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+            type_check=False)
+        drop |= {(lif, w), (w, lif)}
+    return nir.NIRGraph(nodes=nodes, edges=[e for e in edges if e not in drop],
+                        metadata=getattr(graph, "metadata", None) or {}, type_check=False)
 
 
 def _check_edges(graph: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -194,7 +258,10 @@ def implied_dt(graph: Any) -> tuple[str, float | None]:
     neurolocal's exporters); ``("r=1", None)`` when every one has ``r = 1`` (Norse's);
     ``("none", None)`` without leaky nodes or when they disagree.
     """
-    pairs = [p for p in (_tau_r(n) for n in graph.nodes.values()) if p is not None]
+    nir = _nir()
+    nodes = [n if not isinstance(n, nir.NIRGraph) else _recurrent_parts(k, n)[1]
+             for k, n in graph.nodes.items()]
+    pairs = [p for p in (_tau_r(n) for n in nodes) if p is not None]
     pairs = [(tau, r) for tau, r in pairs if math.isfinite(tau) and math.isfinite(r)]
     if not pairs:
         return "none", None
@@ -441,18 +508,23 @@ def _layers(graph: Any, order: list[str], shape: tuple[int, ...], dt: float,
         if isinstance(node, nir.Delay):
             _check_delay(name, node, dt)
             continue
-        if not isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF, nir.LI)):
+        rec_node = None
+        if isinstance(node, nir.NIRGraph):
+            _, node, rec_node = _recurrent_parts(name, node)
+        elif not isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF, nir.LI)):
             ops.append(_op(name, node, shape))
             shape = ops[-1].out_shape
             continue
         if not ops:
             raise ConversionError(f"NIR neuron node {name!r} follows no synaptic node")
         neuron, scale, leak = _neuron(name, node, int(np.prod(shape)), dt, reset)
+        rec = None if rec_node is None else _recurrent_weights(name, rec_node, ops, shape)
         if not np.isclose(scale, 1.0, rtol=1e-9, atol=0):
             _scale_layer(ops, scale, name)
+            rec = None if rec is None else rec * scale
         li = layer_info.get(name, {})
         layers.append(SNNLayer(li.get("name", f"layer{len(layers) + 1}"), ops, neuron,
-                               scale=float(li.get("scale", 1.0)), leak=leak))
+                               scale=float(li.get("scale", 1.0)), leak=leak, recurrent=rec))
         ops = []
         if neuron is None and name != _last_before_output(graph, order):
             raise ConversionError(f"NIR node {name!r} (LI) is not the last layer: a leaky "
@@ -462,6 +534,23 @@ def _layers(graph: Any, order: list[str], shape: tuple[int, ...], dt: float,
         layers.append(SNNLayer(li.get("name", f"layer{len(layers) + 1}"), ops, None,
                                scale=float(li.get("scale", 1.0))))
     return layers
+
+
+def _recurrent_weights(name: str, node: Any, ops: list[Op], shape: tuple[int, ...]
+                       ) -> np.ndarray:
+    """The recurrent matrix of a subgraph; an Affine's bias joins the layer's own bias (both
+    enter the neurons every step), which needs a layer that ends in a linear map."""
+    w = np.asarray(node.weight, np.float64)
+    if w.shape[0] != int(np.prod(shape)):
+        raise ConversionError(f"NIR node {name!r}: {w.shape[0]} recurrent weights rows for a "
+                              f"layer of {int(np.prod(shape))} neurons")
+    bias = np.asarray(getattr(node, "bias", np.zeros(len(w))), np.float64).reshape(-1)
+    if np.any(bias != 0):
+        if ops[-1].kind != "linear":
+            raise ConversionError(f"NIR node {name!r}: a recurrent bias needs the layer to "
+                                  f"end in a Linear/Affine node, not {ops[-1].kind}")
+        ops[-1].bias = np.asarray(ops[-1].bias + bias, np.asarray(ops[-1].bias).dtype)
+    return w
 
 
 def _last_before_output(graph: Any, order: list[str]) -> str:
@@ -504,6 +593,7 @@ def from_nir(
         raise ConversionError(f"expected a nir.NIRGraph or a path, got {type(graph).__name__}")
     if reset not in (None, "subtract", "zero"):
         raise ConversionError(f"reset {reset!r}: choose 'subtract' or 'zero'")
+    graph = fold_recurrent(graph)
     _check_nodes(graph)
     order = _chain(graph)
     info = _graph_info(graph)

@@ -179,6 +179,8 @@ def _rescaled(model: SNNModel) -> SNNModel:
     for layer in out.layers:
         g = _gain(layer)
         weighted = layer.weighted_ops()
+        if g != 1.0 and layer.recurrent is not None:
+            layer.recurrent = np.asarray(layer.recurrent / g, np.float64)
         if g != 1.0 and weighted:
             weighted[0].weight = np.asarray(weighted[0].weight / g, np.float64)
             for op in weighted:
@@ -203,7 +205,7 @@ def to_nir(model: SNNModel, *, dt: float = DT, convention: str = "snntorch") -> 
     neurons = _norse_nodes(model, dt) if norse else {}
     model = _rescaled(model) if norse else model
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(model.input_shape))}
-    order = ["input"]
+    order, loops = ["input"], []
     for layer in model.layers:
         for op in layer.ops:
             nodes[op.name] = _op_node(op)
@@ -215,6 +217,10 @@ def to_nir(model: SNNModel, *, dt: float = DT, convention: str = "snntorch") -> 
             nodes[name] = neurons.get(name) or _neuron_node(layer.neuron, layer.out_shape,
                                                             layer.name, dt)
             order.append(name)
+            if layer.recurrent is not None:  # snntorch's RLeaky form: neuron <-> w_rec
+                nodes[f"{name}_rec"] = nir.Linear(weight=np.asarray(layer.recurrent,
+                                                                    np.float64))
+                loops += [(name, f"{name}_rec"), (f"{name}_rec", name)]
         elif layer.leak != 1.0:  # a leaky read-out: NIR's LI
             steps, shape = _steps(layer.leak), layer.out_shape
             nodes[f"li_{layer.name}"] = neurons.get(f"li_{layer.name}") or nir.LI(
@@ -232,8 +238,8 @@ def to_nir(model: SNNModel, *, dt: float = DT, convention: str = "snntorch") -> 
                    for layer in model.layers],
         "model": _jsonable(model.metadata),
     }
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])),
-                        metadata={"neurolocal": json.dumps(meta)}, type_check=True)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])) + loops,
+                        metadata={"neurolocal": json.dumps(meta)}, type_check=not loops)
 
 
 def _jsonable(obj: Any) -> Any:

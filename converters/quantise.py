@@ -92,6 +92,9 @@ class QuantLayer:
     leak: float = 1.0  # read-out: membrane decay per step, applied on the host
     errors: dict[str, float] = field(default_factory=dict)
     _matrix: np.ndarray | None = field(default=None, repr=False)
+    #: recurrent synapses: integer weights (n_out, n_out) on binary spikes, and their shift
+    recurrent: np.ndarray | None = None
+    recurrent_exp: int = 0
 
     @property
     def n_in(self) -> int:
@@ -356,7 +359,32 @@ def _quantise_layer(layer: SNNLayer, graded: bool, vth_target: int) -> QuantLaye
         q.v0 = int(round(layer.neuron.v_init * vth * 2.0**lif.vth_shift))
     q.leak = float(layer.leak)
     q.errors = _layer_errors(q, layer, dense, bias, s_w, c)
+    if layer.recurrent is not None:
+        _quantise_recurrent(q, np.asarray(layer.recurrent, np.float64))
     return q
+
+
+def _quantise_recurrent(q: QuantLayer, rec: np.ndarray) -> None:
+    """Recurrent weights in the layer's a_in units with their own shift: a second synapse
+    group into the same neurons, ``a_in += shift(R s_prev, e_r)``, ``R = round(rec * S_r)``
+    with ``S_r * 2**e_r = q.scale``; ``e_r`` the smallest exponent that keeps ``R`` in 8 bits."""
+    e_lo, e_hi = _profile().weights.weight_exp_range or (-8, 7)
+    amax = float(np.abs(rec).max(initial=0.0))
+    mode = _sign_mode(amax, float(rec.min(initial=0.0)), float(rec.max(initial=0.0)))
+    lo, hi, k_max = _weight_range(mode)
+    e_r = e_lo if amax == 0 else max(e_lo, math.ceil(math.log2(amax * q.scale / k_max)))
+    if e_r > e_hi:
+        raise ConversionError(
+            f"layer {q.name!r}: recurrent weights up to {amax:g} need weight_exp {e_r} in the "
+            f"layer's units, beyond Loihi's {e_hi}; the recurrent weights are too large "
+            "beside the forward ones")
+    s_r = q.scale / 2.0**e_r
+    q.recurrent = loadable_weights(rec * s_r, mode).astype(np.int32)
+    q.recurrent_exp = int(e_r)
+    back = q.recurrent / s_r
+    q.errors["recurrent_weight_rel_rms"] = float(np.linalg.norm(back - rec)
+                                                 / max(np.linalg.norm(rec), 1e-300))
+    q.errors["recurrent_weight_exp"] = float(e_r)
 
 
 def check_current_bias(layer: SNNLayer) -> None:
@@ -486,6 +514,8 @@ def _fixed_batch(q: QuantModel, g: Any, sp_in: Any, b: int, ts: list[int],
 
     sh = float(2**_profile().lif.activation_shift)
     biases = [torch.from_numpy(layer.bias_eff.astype(np.float64)) for layer in q.layers]
+    recs = [None if layer.recurrent is None else torch.from_numpy(
+        layer.recurrent.astype(np.float64)) for layer in q.layers]
     v = [torch.full((b, layer.n_out), float(layer.v0), dtype=torch.float64) for layer in q.layers]
     u = [torch.zeros((b, layer.n_out), dtype=torch.float64) for layer in q.layers]
     prev = [torch.zeros((b, layer.n_out), dtype=torch.float64) for layer in q.layers]
@@ -508,6 +538,8 @@ def _fixed_batch(q: QuantModel, g: Any, sp_in: Any, b: int, ts: list[int],
                 src = sp_in[t] if i == 0 else h.reshape((b, *layer.in_shape))
                 a = _shift(_run_program(layer.program, src, layer.out_shape).reshape(b, -1),
                            layer.weight_exp)
+            if layer.recurrent is not None:  # its own spikes of the previous step
+                a = a + _shift(prev[i] @ recs[i].T, layer.recurrent_exp)
             if a.numel():
                 stats["max_abs_a_in"][i] = max(stats["max_abs_a_in"][i], float(a.abs().max()))
             if layer.vth is None:  # the read-out sums on the host: no 24-bit wrap
@@ -599,5 +631,7 @@ def dequantise(q: QuantModel) -> SNNModel:
             beta = 1.0 - ql.dv / 4096.0
             neuron = Neuron("IF" if ql.dv == 0 else "LIF", ql.vth / ql.scale, beta, ql.reset,
                             name=f"lif{i + 1}", v_init=ql.v0 / (ql.vth * 64.0))
-        layers.append(SNNLayer(ql.name, ops, neuron))
+        rec = None if ql.recurrent is None else (
+            ql.recurrent.astype(np.float64) * 2.0**ql.recurrent_exp / ql.scale)
+        layers.append(SNNLayer(ql.name, ops, neuron, recurrent=rec))
     return SNNModel(q.input_shape, layers, {"dequantised": True})

@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from neurolocal.converters.model import (
     ConversionError,
@@ -81,6 +82,8 @@ def auto_batch_size(model: SNNModel, n: int, *, poisson: bool) -> int:
     neurons = sum(layer.n_out for layer in model.layers)
     synapses = sum(layer_matrix(layer)[0].nnz
                    for layer in model.layers[0 if poisson else 1:])
+    synapses += sum(int(np.count_nonzero(layer.recurrent)) for layer in model.layers
+                    if layer.recurrent is not None)
     m = min(NEURON_BUDGET // max(neurons, 1), SYNAPSE_BUDGET // max(synapses, 1))
     return int(max(1, min(n, m)))
 
@@ -108,6 +111,8 @@ class _Network:
         for k, (pre, post) in enumerate(zip(pres, self.groups)):
             if pre is not None:
                 objs.append(self._synapses(k, pre, post))
+            if model.layers[k].recurrent is not None:
+                objs.append(self._synapses(k, post, post, recurrent=True))
         self.keep = min(int(raster), copies)
         self.monitors = [] if not self.keep else [
             b2.SpikeMonitor(g[:self.keep * layer.n_out], name=f"nl_{layer.name}_raster")
@@ -135,13 +140,19 @@ class _Network:
                             when="thresholds", order=10 * k + 10, name=f"nl_{layer.name}_update")
         return g
 
-    def _synapses(self, k: int, pre: Any, post: Any) -> Any:
-        neuron = self.model.layers[k].neuron
+    def _synapses(self, k: int, pre: Any, post: Any, recurrent: bool = False) -> Any:
+        """Layer ``k``'s synapses (``recurrent``: from its own neurons). Both deliver after
+        the layer's update and before its threshold; the recurrent ones therefore read the
+        spikes its threshold found in the previous step: one step of delay, no queue."""
+        layer = self.model.layers[k]
+        neuron = layer.neuron
         on_pre = "v_post += w\nc_post += w" if neuron is not None and neuron.alpha else \
             "v_post += w"
         syn = self.b2.Synapses(pre, post, "w : 1", on_pre=on_pre, clock=self.clock,
-                               name=f"nl_{self.model.layers[k].name}_syn")
-        i, j, w = _block_diag(self.mats[k][0], self.copies)
+                               name=f"nl_{layer.name}_{'rec' if recurrent else 'syn'}")
+        mat = sp.csr_matrix(np.asarray(layer.recurrent, np.float64)) if recurrent \
+            else self.mats[k][0]
+        i, j, w = _block_diag(mat, self.copies)
         syn.connect(i=i, j=j)
         syn.w = w
         syn.pre.when = "thresholds"

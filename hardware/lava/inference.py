@@ -115,6 +115,8 @@ class _Layer:
     leak: float = 1.0  # read-out membrane decay
     unit: float = 1.0  # Sparse output units per float unit (fixed_pt: the quantiser's scale)
     factors: list[Any] | None = None  # the ops' matrices in turn (product: ``matrix``)
+    recurrent: Any = None  # CSR (n_out, n_out) from the layer's own spikes, or None
+    recurrent_exp: int = 0
 
     @property
     def synapse_matrices(self) -> list[Any]:
@@ -205,7 +207,9 @@ def _fixed_plan(q: QuantModel) -> _Plan:
         layers.append(_Layer(ql.name, ql.n_in, ql.n_out, _csr(ql.matrix(), np.int32),
                              ql.weight_exp, ql.num_message_bits, lif, ql.reset, ql.v0,
                              2.0**LOIHI2.lif.activation_shift, ql.bias_eff.astype(np.float64),
-                             ql.leak, ql.scale, [_csr(f, np.int32) for f in ql.factors()]))
+                             ql.leak, ql.scale, [_csr(f, np.int32) for f in ql.factors()],
+                             None if ql.recurrent is None else _csr(ql.recurrent, np.int32),
+                             ql.recurrent_exp))
     custom = any(layer.reset == "subtract" or layer.v0 for layer in q.layers
                  if layer.vth is not None)
     return _Plan("fixed_pt", q.input, q.input_shape, layers,
@@ -239,7 +243,9 @@ def _float_plan(model: SNNModel, input: str) -> _Plan:
                              bits, lif, n.reset if n else "subtract",
                              n.v_init * n.threshold if n else 0.0, 1.0,
                              np.asarray(bias, np.float64), float(layer.leak), 1.0,
-                             [_csr(f, np.float64) for f in op_matrices(layer)]))
+                             [_csr(f, np.float64) for f in op_matrices(layer)],
+                             None if layer.recurrent is None
+                             else _csr(np.asarray(layer.recurrent, np.float64), np.float64)))
     first = mats[0][0]
     custom = any(layer.neuron.reset == "subtract" or layer.neuron.v_init
                  for layer in model.layers if layer.neuron is not None)
@@ -269,6 +275,7 @@ def batch_size(plan: _Plan, timesteps: int, n: int, *, first_on_lava: bool) -> i
     neurons = sum(layer.n_out for layer in plan.layers)
     synapses = sum(sum(m.nnz for m in layer.synapse_matrices)
                    for layer in plan.layers[0 if first_on_lava else 1:])
+    synapses += sum(layer.recurrent.nnz for layer in plan.layers if layer.recurrent is not None)
     first = plan.layers[0]
     source = (first.n_in if first_on_lava else first.n_out) * (
         timesteps if plan.input == "poisson" else 1)
@@ -339,6 +346,13 @@ def _build_batched(plan: _Plan, m: int, timesteps: int, data: np.ndarray, keep: 
         lif.proc_params["neurolocal_reset"] = layer.reset
         lif.proc_params["neurolocal_v0"] = layer.v0
         prev.connect(lif.a_in)
+        if layer.recurrent is not None:  # Sparse delays one step: the previous step's spikes
+            rec = Sparse(weights=block_diagonal(layer.recurrent, m),
+                         weight_exp=layer.recurrent_exp, num_message_bits=0,
+                         name=f"nl_{layer.name}_rec")
+            lif.s_out.connect(rec.s_in)
+            rec.a_out.connect(lif.a_in)
+            procs.append(rec)
         probe = WindowProbe(shape=(size,), start=start, stop=start + timesteps - 1,
                             keep=keep * layer.n_out)
         lif.s_out.connect(probe.a_in)
@@ -562,6 +576,10 @@ def _check(model: Any, tag: str, layout: str, timesteps: int, n_layers: int) -> 
                               "QuantModel")
     if layout == "stream" and tag != "fixed_pt":
         raise ConversionError("the stream layout runs fixed_pt only; use layout='batched'")
+    if layout == "stream" and any(getattr(layer, "recurrent", None) is not None
+                                  for layer in model.layers):
+        raise ConversionError("the stream layout runs feed-forward layers only; a recurrent "
+                              "network runs in layout='batched'")
     if not isinstance(timesteps, (int, np.integer)) or timesteps < max(1, n_layers):
         raise ConversionError(
             f"timesteps={timesteps} is shorter than the pipeline delay of this {n_layers}-layer "

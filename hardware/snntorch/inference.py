@@ -77,6 +77,9 @@ class SNNTorchNet(torch.nn.Module):
             [_leaky(layer.neuron, dtype, device) if layer.neuron is not None
              else torch.nn.Identity() for layer in model.layers]
         )
+        self.recurrent = [None if layer.recurrent is None else torch.from_numpy(
+            np.asarray(layer.recurrent, np.float64)).to(device=device, dtype=dtype)
+            for layer in model.layers]
         self.dtype, self.device = dtype, torch.device(device)
 
     @torch.no_grad()
@@ -100,6 +103,7 @@ class SNNTorchNet(torch.nn.Module):
         n_layers = len(model.layers)
         batch = int((x if x is not None else spikes_in[0]).shape[0])
         states: list[tuple[torch.Tensor, ...] | None] = [None] * n_layers
+        last: list[torch.Tensor | None] = [None] * n_layers  # each layer's previous spikes
         counts = [torch.zeros((batch, layer.n_out), dtype=torch.float32, device=self.device)
                   for layer in model.layers if layer.spiking]
         readout = torch.zeros((batch, model.n_outputs), dtype=self.dtype, device=self.device)
@@ -124,9 +128,13 @@ class SNNTorchNet(torch.nn.Module):
                 if model.layers[i].spiking:
                     if states[i] is None:
                         states[i] = _initial_state(model.layers[i].neuron, h)
+                        last[i] = torch.zeros_like(h.reshape(batch, -1))
+                    if self.recurrent[i] is not None:  # its own spikes, one step earlier
+                        h = h + (last[i] @ self.recurrent[i].T).reshape(h.shape)
                     h, *state = self.neurons[i](h, *states[i])
                     states[i] = tuple(state)
                     h = h.to(self.dtype)
+                    last[i] = h.reshape(batch, -1)
                     counts[k] += h.reshape(batch, -1).float()
                     if raster:
                         rasters[k].append(h[:raster].reshape(min(raster, batch), -1)
