@@ -166,6 +166,22 @@ def _dataset_slice(name: str, split: str, n: int) -> tuple[np.ndarray, np.ndarra
     return np.array(ds.x), np.array(ds.y)
 
 
+def _sequence_input(dataset: str, input: str) -> str:
+    """A sequence data set (smnist, copy-T) drives the network element by element."""
+    from neurolocal.app.sequences import is_sequence
+
+    if not is_sequence(dataset):
+        if input == "sequence":
+            raise ConversionError(f"--input sequence needs a sequence data set (smnist, "
+                                  f"copy-T), not {dataset!r}")
+        return input
+    if input == "poisson":
+        raise ConversionError(f"--dataset {dataset} is a sequence: its elements drive the "
+                              "network as a current, one after another (--input sequence, "
+                              "the default for it), not as Poisson spikes")
+    return "sequence"
+
+
 def _converted_target(name: str) -> Any:
     """The registered target ``name``, refused unless it runs converted networks."""
     from neurolocal.hardware.base import choices, get_target
@@ -370,6 +386,7 @@ def run_snn(
         if dataset is None:
             raise ConversionError("no inputs: pass x= or a dataset name")
         x, y = _dataset_slice(dataset, "test", n_eval)
+        input = _sequence_input(dataset, input)
     res = run_on(snn, x, target, timesteps, input=input, seed=seed, device=device,
                  progress=progress, codegen=codegen, raster=raster)
     res.extra["notes"] = list(snn.metadata.get("nir", {}).get("notes", []))

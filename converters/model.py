@@ -58,6 +58,7 @@ __all__ = [
     "UnsupportedLayerError",
     "ann_forward",
     "as_batch",
+    "as_sequence",
     "layer_fanout",
     "layer_matrix",
     "torch_ops",
@@ -376,6 +377,26 @@ def as_batch(model: SNNModel, x: Any) -> np.ndarray:
             f"(expected (N, {', '.join(map(str, model.input_shape))}) or (N, {n_in}))"
         )
     return arr.reshape((arr.shape[0], *model.input_shape))
+
+
+def as_sequence(model: Any, x: Any, timesteps: int) -> tuple[np.ndarray, int]:
+    """``x`` (N, S, ...) as (N, S, *input_shape) and the steps each element is shown for.
+
+    A sequence input is a current that changes: element ``s`` drives the first layer during
+    steps ``s * hold .. (s + 1) * hold - 1`` with ``hold = T / S`` (row-by-row MNIST: 28 rows).
+    """
+    arr = np.asarray(x)
+    n_in = int(np.prod(model.input_shape))
+    if arr.ndim < 2 or arr.size != arr.shape[0] * arr.shape[1] * n_in:
+        raise ConversionError(
+            f"sequence input of shape {arr.shape} does not fit the network input "
+            f"{model.input_shape}: expected (N, steps, {', '.join(map(str, model.input_shape))})")
+    steps = int(arr.shape[1])
+    if steps < 1 or int(timesteps) % steps:
+        raise ConversionError(f"timesteps={timesteps} is not a multiple of the {steps} sequence "
+                              f"steps: each element is shown for T / steps steps; use e.g. "
+                              f"-T {steps * max(1, round(int(timesteps) / max(steps, 1)))}")
+    return arr.reshape((arr.shape[0], steps, *model.input_shape)), int(timesteps) // steps
 
 
 def ann_forward(

@@ -42,6 +42,7 @@ from .model import (
     RunResult,
     SNNLayer,
     SNNModel,
+    as_sequence,
     input_macs,
     layer_matrix,
     make_stats,
@@ -462,6 +463,7 @@ def simulate_fixed(
     batch_size: int = 256,
     return_counts: bool = False,
     model: SNNModel | None = None,
+    sequence: bool = False,
 ) -> RunResult:
     """Lava ``fixed_pt`` arithmetic (Dense + our LIF reset) in batched integer-exact float64.
 
@@ -474,7 +476,8 @@ def simulate_fixed(
     constant input) and the largest ``|a_in|`` per layer (Loihi's a_in is 16-bit).
     """
     return sweep_fixed(q, x, [timesteps], seed=seed, spikes=spikes, batch_size=batch_size,
-                       return_counts=return_counts, model=model)[int(timesteps)]
+                       return_counts=return_counts, model=model,
+                       sequence=sequence)[int(timesteps)]
 
 
 def _fixed_neurons(layer: QuantLayer, a: Any, u_old: Any, v: Any, prev: Any, bias: Any,
@@ -507,7 +510,7 @@ def _fixed_neurons(layer: QuantLayer, a: Any, u_old: Any, v: Any, prev: Any, bia
 
 
 def _fixed_batch(q: QuantModel, g: Any, sp_in: Any, b: int, ts: list[int],
-                 stats: dict[str, Any], keep_counts: bool) -> dict[int, tuple]:
+                 stats: dict[str, Any], keep_counts: bool, hold: int = 0) -> dict[int, tuple]:
     """One batch for max(ts) steps: {T: (read-out, per-layer spike sums over the batch,
     per-layer counts (b, n) or None, input spike sum or None)}."""
     import torch
@@ -530,10 +533,12 @@ def _fixed_batch(q: QuantModel, g: Any, sp_in: Any, b: int, ts: list[int],
             in_acc += sp_in[t].reshape(b, -1).sum(0).numpy()
         for i, layer in enumerate(q.layers):
             if i == 0 and sp_in is None:
-                if const_a is None:
-                    const_a = _shift(_run_program(layer.program, g, layer.out_shape)
-                                     .reshape(b, -1), layer.weight_exp)
-                a = const_a
+                if const_a is None:  # a sequence (b, S, ...): every element's a_in, once
+                    flat = g.reshape(-1, *g.shape[2:]) if hold else g
+                    const_a = _shift(_run_program(layer.program, flat, layer.out_shape)
+                                     .reshape(len(flat), -1), layer.weight_exp)
+                    const_a = const_a.reshape(b, -1, const_a.shape[1]) if hold else const_a
+                a = const_a[:, t // hold] if hold else const_a
             else:
                 src = sp_in[t] if i == 0 else h.reshape((b, *layer.in_shape))
                 a = _shift(_run_program(layer.program, src, layer.out_shape).reshape(b, -1),
@@ -567,8 +572,11 @@ def sweep_fixed(
     batch_size: int = 256,
     return_counts: bool = False,
     model: SNNModel | None = None,
+    sequence: bool = False,
 ) -> dict[int, RunResult]:
-    """:func:`simulate_fixed` read at every T in ``timesteps`` from one run of max(T) steps."""
+    """:func:`simulate_fixed` read at every T in ``timesteps`` from one run of max(T) steps.
+
+    ``sequence``: ``x`` is (N, S, ...), element ``s`` the current of steps ``s * T/S ...``."""
     import torch
 
     ts = sorted({int(t) for t in timesteps})
@@ -576,7 +584,14 @@ def sweep_fixed(
         raise ConversionError(f"timesteps must be integers >= 1, got {timesteps}")
     xb = np.asarray(x)
     n_in0 = int(np.prod(q.input_shape))
-    xb = xb.reshape((len(xb), *q.input_shape)) if xb.size == len(xb) * n_in0 else xb
+    hold = 0
+    if sequence:
+        if q.input != "current" or len(ts) > 1:
+            raise ConversionError("a sequence runs as an 8-bit graded current (quantise with "
+                                  "input='current'), read at one T")
+        xb, hold = as_sequence(q, xb, ts[-1])
+    else:
+        xb = xb.reshape((len(xb), *q.input_shape)) if xb.size == len(xb) * n_in0 else xb
     n = len(xb)
     t0 = time.perf_counter()
     stats = {"u_wraps": 0, "v_clips_high": 0, "v_clips_low": 0,
@@ -592,7 +607,7 @@ def sweep_fixed(
                 np.asarray(xb[start:stop], np.float32), ts[-1], seed=seed, start=start)
             sp_in = torch.from_numpy(np.asarray(sp, np.float64).reshape(
                 (ts[-1], stop - start, *q.input_shape)))
-        parts.append(_fixed_batch(q, g, sp_in, stop - start, ts, stats, return_counts))
+        parts.append(_fixed_batch(q, g, sp_in, stop - start, ts, stats, return_counts, hold))
     seconds = time.perf_counter() - t0
     results = {}
     for t in ts:
@@ -607,7 +622,8 @@ def sweep_fixed(
             predictions=np.argmax(output, axis=1), outputs=output,
             layer_stats=make_stats(model, sums, in_sum, n, t) if model else [],
             input=q.input,
-            input_macs=input_macs(model, xb) if (model and q.input == "current") else 0.0,
+            input_macs=0.0 if not model or q.input != "current" else (
+                input_macs(model, xb.reshape(-1, *q.input_shape)) * (xb.shape[1] if hold else 1)),
             seconds=seconds, spike_counts=counts, extra=dict(stats))
     return results
 

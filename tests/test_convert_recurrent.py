@@ -274,3 +274,51 @@ def test_cli_runs_an_rleaky_file_from_snntorch_on_every_target(tmp_path, capsys)
     assert keys
     for k in keys:
         assert preds["brian2"][k] == preds["snntorch"][k] == preds["lava:floating_pt"][k]
+
+
+def test_a_sequence_drives_every_target_alike(lava):
+    """Row-by-row input (element s for steps s*hold ...): snntorch, Brian2, Lava agree."""
+    w = _weights(6)
+    model = _model(w)
+    xs = np.random.default_rng(7).random((6, 5, N_IN))
+    ref = run_snntorch(model, xs, T, input="sequence", dtype=torch.float64, return_counts=True)
+    const = run_snntorch(model, np.repeat(w["x"][:6, None], 5, 1), T, input="sequence",
+                         dtype=torch.float64, return_counts=True)
+    np.testing.assert_array_equal(  # a sequence of equal elements is the constant current
+        const.spike_counts[0], run_snntorch(model, w["x"][:6], T, dtype=torch.float64,
+                                            return_counts=True).spike_counts[0])
+    got = run_brian2(model, xs, T, input="sequence", return_counts=True, batch_size=4)
+    np.testing.assert_array_equal(got.spike_counts[0], ref.spike_counts[0])
+    for first in ("host", "lava"):
+        flt = lava(model, xs, T, tag="floating_pt", input="sequence", record_neurons=True,
+                   first_layer=first)
+        np.testing.assert_array_equal(flt.spike_counts[0], ref.spike_counts[0])
+    q = quantise(model)
+    fixed = lava(q, xs, T, tag="fixed_pt", input="sequence", record_neurons=True)
+    emu = simulate_fixed(q, xs, T, return_counts=True, sequence=True)
+    np.testing.assert_array_equal(fixed.spike_counts[0], emu.spike_counts[0])
+    with pytest.raises(ConversionError, match="not a multiple of the 5 sequence steps"):
+        run_snntorch(model, xs, 32, input="sequence")
+
+
+def test_cli_runs_a_row_by_row_network_on_smnist(tmp_path, capsys):
+    import json
+
+    from neurolocal.app.cli import main
+
+    rng = np.random.default_rng(8)
+    model = SNNModel((28,), [
+        SNNLayer("layer1", [Op("linear", "fc1", (28,), (32,), weight=rng.normal(0, 0.5, (32, 28)),
+                               bias=np.zeros(32))], Neuron("LIF", 1.0, 0.9, "zero", name="lif1"),
+                 recurrent=rng.normal(0, 0.3, (32, 32))),
+        SNNLayer("layer2", [Op("linear", "fc2", (32,), (10,), weight=rng.normal(0, 0.5, (10, 32)),
+                               bias=np.zeros(10))], None)])
+    path = write_nir(model, tmp_path / "rows.nir")
+    outs = {}
+    for target in ("snntorch", "brian2"):
+        assert main(["run", str(path), "--target", target, "--dataset", "smnist", "-T", "56",
+                     "--n-test", "8", "--json"]) == 0
+        outs[target] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert outs["snntorch"]["snn_accuracy"] == outs["brian2"]["snn_accuracy"]
+    assert main(["run", str(path), "--dataset", "smnist", "-T", "50", "--n-test", "8"]) == 2
+    assert "not a multiple of the 28 sequence steps" in capsys.readouterr().err

@@ -45,6 +45,7 @@ from neurolocal.converters.model import (
     RunResult,
     SNNModel,
     as_batch,
+    as_sequence,
     input_macs,
     layer_matrix,
     make_stats,
@@ -96,7 +97,7 @@ class _Network:
         self.b2, self.model, self.mats, self.copies, self.input = b2, model, mats, copies, input
         self.dt = 1.0 * b2.ms
         # the constant input current as a dense BLAS product, as snntorch computes it
-        self.first = mats[0][0].toarray() if input == "current" else None
+        self.first = mats[0][0].toarray() if input in ("current", "sequence") else None
         self.clock = b2.Clock(dt=self.dt, name="nl_clock")
         self.groups = [self._group(k, layer) for k, layer in enumerate(model.layers)]
         objs: list[Any] = list(self.groups)
@@ -117,6 +118,10 @@ class _Network:
         self.monitors = [] if not self.keep else [
             b2.SpikeMonitor(g[:self.keep * layer.n_out], name=f"nl_{layer.name}_raster")
             for layer, g in zip(model.layers, self.groups) if layer.spiking]
+        if input == "sequence":
+            self._sequence: tuple[np.ndarray, int, int] | None = None
+            objs.append(b2.NetworkOperation(self._switch_element, when="start",
+                                            clock=self.clock, name="nl_sequence"))
         self.net = b2.Network(objs + self.monitors)
 
     def _group(self, k: int, layer: Any) -> Any:
@@ -179,11 +184,35 @@ class _Network:
 
     def run(self, timesteps: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Run one chunk: per spiking layer (copies, n) counts, and the read-out."""
+        self._advance(timesteps)
+        return self._read()
+
+    def run_sequence(self, xs: np.ndarray, hold: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """Run one chunk of sequences (copies, S, ...): each element's current for ``hold``
+        steps, in one run (a run per element would lose the recurrent synapses' spikes of
+        the previous run's last step: Brian2 prepares the spike queues anew each run)."""
+        bias = self.mats[0][1]
+        cur = xs.reshape(self.copies, xs.shape[1], -1) @ self.first.T + bias  # (b, S, n)
+        self._sequence = (cur.transpose(1, 0, 2).reshape(xs.shape[1], -1), hold,
+                          int(round(float(self.net.t / self.dt))))
+        self._advance(hold * xs.shape[1])
+        return self._read()
+
+    def _switch_element(self) -> None:
+        """network_operation at the start of each step: the element this step shows."""
+        cur, hold, t0 = self._sequence
+        step = int(round(float(self.net.t / self.dt))) - t0
+        if step % hold == 0 and step // hold < len(cur):
+            self.groups[0].I = cur[step // hold]
+
+    def _advance(self, timesteps: int) -> None:
         gc.freeze()  # Brian2 calls gc.collect() before each run: skip the long-lived objects
         try:
             self.net.run(timesteps * self.dt, namespace={})
         finally:
             gc.unfreeze()
+
+    def _read(self) -> tuple[list[np.ndarray], np.ndarray]:
         counts = [np.asarray(g.count[:]).reshape(self.copies, layer.n_out).astype(np.int32)
                   for layer, g in zip(self.model.layers, self.groups) if layer.spiking]
         last = self.model.layers[-1]
@@ -219,7 +248,7 @@ def _chunk_spikes(xb: np.ndarray, timesteps: int, spikes: np.ndarray | None, see
 
 
 def _simulate(net: _Network, xb: np.ndarray, timesteps: int, *, spikes: np.ndarray | None,
-              seed: int, progress: bool) -> dict[str, Any]:
+              seed: int, progress: bool, hold: int = 0) -> dict[str, Any]:
     """Every chunk of ``xb`` through ``net``; counts, read-outs, input spike sums."""
     n, b = len(xb), net.copies
     outputs, counts_all = [], []
@@ -234,8 +263,12 @@ def _simulate(net: _Network, xb: np.ndarray, timesteps: int, *, spikes: np.ndarr
         if net.input == "poisson":
             sp = _chunk_spikes(chunk, timesteps, spikes, seed, start, b)
             in_sum += sp[:, :m].sum((0, 1))
-        net.load(padded, sp)
-        counts, out = net.run(timesteps)
+        if hold:
+            net.load(padded[:, 0], None)
+            counts, out = net.run_sequence(padded, hold)
+        else:
+            net.load(padded, sp)
+            counts, out = net.run(timesteps)
         outputs.append(out[:m])
         counts_all.append([c[:m] for c in counts])
         if progress:
@@ -269,11 +302,12 @@ def run_brian2(
     """
     import brian2 as b2
 
-    if input not in ("current", "poisson"):
-        raise ConversionError(f"input {input!r}: choose 'current' or 'poisson'")
+    if input not in ("current", "poisson", "sequence"):
+        raise ConversionError(f"input {input!r}: choose 'current', 'poisson' or 'sequence'")
     if not isinstance(timesteps, (int, np.integer)) or timesteps < 1:
         raise ConversionError(f"timesteps must be an integer >= 1, got {timesteps!r}")
-    xb = as_batch(model, x).astype(np.float64)
+    xb, hold = as_sequence(model, x, timesteps) if input == "sequence" else (as_batch(model, x), 0)
+    xb = xb.astype(np.float64)
     n = len(xb)
     if n == 0:
         raise ConversionError("no samples to run")
@@ -284,7 +318,8 @@ def run_brian2(
         b = batch_size or auto_batch_size(model, n, poisson=input == "poisson")
         net = _Network(b2, model, [layer_matrix(layer) for layer in model.layers],
                        max(1, min(int(b), n)), input, raster)
-        res = _simulate(net, xb, int(timesteps), spikes=spikes, seed=seed, progress=progress)
+        res = _simulate(net, xb, int(timesteps), spikes=spikes, seed=seed, progress=progress,
+                        hold=hold)
         rasters = net.rasters(int(timesteps)) if raster else None
         del net
     finally:
@@ -294,7 +329,8 @@ def run_brian2(
     return RunResult(
         target="brian2", timesteps=int(timesteps), predictions=np.argmax(output, axis=1),
         outputs=output, layer_stats=make_stats(model, sums, res["input_sum"], n, timesteps),
-        input=input, input_macs=input_macs(model, xb) if input == "current" else 0.0,
+        input=input, input_macs=0.0 if input == "poisson" else (
+            input_macs(model, xb.reshape(-1, *model.input_shape)) * (xb.shape[1] if hold else 1)),
         seconds=time.perf_counter() - t0,
         spike_counts=res["counts"] if return_counts else None,
         extra={"codegen_target": codegen_target, "dtype": "float64", "batch_size": b,

@@ -66,6 +66,7 @@ from neurolocal.converters.model import (
     LayerStats,
     RunResult,
     SNNModel,
+    as_sequence,
     input_macs,
     layer_fanout,
     layer_matrix,
@@ -238,7 +239,7 @@ def _float_plan(model: SNNModel, input: str) -> _Plan:
         if n is not None:  # Lava: u = u * (1 - du) + a_in, v = v * (1 - dv) + u + bias
             lif = {"du": _float_decay(n.alpha), "dv": _float_decay(n.beta), "vth": n.threshold,
                    "bias_mant": np.asarray(bias, np.float64)}
-        bits = 8 if (i == 0 and input == "current") else 0
+        bits = 8 if (i == 0 and input in ("current", "sequence")) else 0
         layers.append(_Layer(layer.name, layer.n_in, layer.n_out, _csr(mat, np.float64), 0,
                              bits, lif, n.reset if n else "subtract",
                              n.v_init * n.threshold if n else 0.0, 1.0,
@@ -278,7 +279,7 @@ def batch_size(plan: _Plan, timesteps: int, n: int, *, first_on_lava: bool) -> i
     synapses += sum(layer.recurrent.nnz for layer in plan.layers if layer.recurrent is not None)
     first = plan.layers[0]
     source = (first.n_in if first_on_lava else first.n_out) * (
-        timesteps if plan.input == "poisson" else 1)
+        timesteps if plan.input in ("poisson", "sequence") else 1)
     m = min(NEURON_BUDGET // max(neurons, 1), SYNAPSE_BUDGET // max(synapses, 1),
             SOURCE_BUDGET // max(source, 1))
     return int(max(1, min(n, m)))
@@ -299,6 +300,12 @@ def _source_data(plan: _Plan, xb: np.ndarray, timesteps: int, spikes: np.ndarray
     """The RingBuffer's data for one chunk: first-layer current, graded pixels or spikes."""
     dtype = np.int32 if plan.tag == "fixed_pt" else np.float64
     m = len(xb)
+    if plan.input == "sequence":  # (m, S, ...): element s fills steps s * hold ...
+        hold = timesteps // xb.shape[1]
+        cols = [plan.graded(xb[:, s]) if first_on_lava else plan.current(xb[:, s])
+                for s in range(xb.shape[1])]
+        arr = np.repeat(np.stack([np.asarray(c).reshape(m, -1) for c in cols], 2), hold, 2)
+        return arr.reshape(-1, timesteps).astype(dtype)
     if plan.input == "current":
         vals = plan.graded(xb) if first_on_lava else plan.current(xb)
         return np.asarray(vals, dtype).reshape(-1, 1)
@@ -566,6 +573,15 @@ def _stream_stats(q: QuantModel, res: dict[str, Any], n: int, timesteps: int,
     return stats
 
 
+def _macs(model: SNNModel | None, xb: np.ndarray, input: str) -> float:
+    """Host MACs per inference of the first layer's current (per element for a sequence)."""
+    if model is None or input == "poisson":
+        return 0.0
+    if input == "sequence":
+        return input_macs(model, xb.reshape(-1, *model.input_shape)) * xb.shape[1]
+    return input_macs(model, xb)
+
+
 def _check(model: Any, tag: str, layout: str, timesteps: int, n_layers: int) -> None:
     if tag not in TAGS:
         raise ConversionError(f"Lava tag {tag!r}: choose one of {', '.join(TAGS)}")
@@ -618,17 +634,24 @@ def run_lava(
     float_model = float_model or (model if isinstance(model, SNNModel) else None)
     n_layers = len(model.layers)
     _check(model, tag, layout, timesteps, n_layers)
-    if input not in ("current", "poisson"):
-        raise ConversionError(f"input {input!r}: choose 'current' or 'poisson'")
-    if tag == "fixed_pt" and q is None:
-        q = quantise(model, input=input)
-    if q is not None and q.input != input and isinstance(model, QuantModel):
+    if input not in ("current", "poisson", "sequence"):
+        raise ConversionError(f"input {input!r}: choose 'current', 'poisson' or 'sequence'")
+    if tag == "fixed_pt" and q is None:  # a sequence is a current that changes: 8-bit graded
+        q = quantise(model, input="poisson" if input == "poisson" else "current")
+    if q is not None and q.input != input and isinstance(model, QuantModel) and not (
+            input == "sequence" and q.input == "current"):
         input = q.input
     plan = _fixed_plan(q) if tag == "fixed_pt" else _float_plan(model, input)
     plan.input = input
     xb = np.asarray(x)
     n_in0 = int(np.prod(plan.input_shape))
-    xb = xb.reshape((len(xb), *plan.input_shape)) if xb.size == len(xb) * n_in0 else xb
+    if input == "sequence":
+        if layout == "stream":
+            raise ConversionError("the stream layout takes constant inputs or spikes; a "
+                                  "sequence runs in layout='batched'")
+        xb = as_sequence(model, xb, timesteps)[0]  # a QuantModel has the input shape too
+    else:
+        xb = xb.reshape((len(xb), *plan.input_shape)) if xb.size == len(xb) * n_in0 else xb
     if len(xb) == 0:
         raise ConversionError("no samples to run")
     if layout == "stream":
@@ -676,6 +699,5 @@ def _result(plan: _Plan, res: dict[str, Any], xb: np.ndarray, timesteps: int, la
         target=f"lava:{plan.tag}", timesteps=timesteps,
         predictions=np.argmax(res["outputs"], axis=1), outputs=res["outputs"],
         layer_stats=stats, input=plan.input, seconds=res["seconds"],
-        input_macs=input_macs(float_model, xb) if (float_model is not None
-                                                   and plan.input == "current") else 0.0,
+        input_macs=_macs(float_model, xb, plan.input),
         spike_counts=counts, extra=extra)

@@ -30,6 +30,7 @@ from neurolocal.converters.model import (
     RunResult,
     SNNModel,
     as_batch,
+    as_sequence,
     input_macs,
     make_stats,
     torch_ops,
@@ -40,7 +41,7 @@ from ..encoding import poisson_spikes
 
 __all__ = ["INPUTS", "SNNTorchNet", "run_snntorch", "sweep_snntorch"]
 
-INPUTS: tuple[str, ...] = ("current", "poisson")
+INPUTS: tuple[str, ...] = ("current", "poisson", "sequence")
 
 
 def _leaky(neuron: Any, dtype: torch.dtype, device: Any) -> torch.nn.Module:
@@ -91,10 +92,13 @@ class SNNTorchNet(torch.nn.Module):
         spikes_in: torch.Tensor | None = None,
         checkpoints: Sequence[int] = (),
         raster: int = 0,
+        hold: int = 0,
     ) -> dict[str, Any]:
         """Run one batch for ``timesteps`` steps.
 
-        ``x`` (B, ...) is a constant input current; or pass ``spikes_in`` (T, B, ...).
+        ``x`` (B, ...) is a constant input current, or with ``hold > 0`` a sequence (B, S, ...)
+        whose element ``t // hold`` is the current of step ``t``; or pass ``spikes_in``
+        (T, B, ...).
         Returns the read-out (B, n_out) at every checkpoint and per-neuron spike sums;
         ``raster > 0`` also the spikes of the first ``raster`` samples at every step, under
         the key ``"raster"`` (one (T, raster, n) array per spiking layer).
@@ -109,7 +113,11 @@ class SNNTorchNet(torch.nn.Module):
         readout = torch.zeros((batch, model.n_outputs), dtype=self.dtype, device=self.device)
         in_sum = None if spikes_in is None else torch.zeros(
             model.layers[0].n_in, dtype=torch.float64, device=self.device)
-        const_first = self.synapses[0](x) if x is not None else None
+        const_first = self.synapses[0](x) if x is not None and not hold else None
+        seq_first = None
+        if hold:  # every element's first-layer current, once: (B, S, ...)
+            seq_first = self.synapses[0](x.reshape(-1, *x.shape[2:]))
+            seq_first = seq_first.reshape(batch, x.shape[1], *seq_first.shape[1:])
         leak = float(model.layers[-1].leak)
         snaps: dict[Any, Any] = {}
         rasters: list[list[np.ndarray]] = [[] for _ in counts]
@@ -119,6 +127,8 @@ class SNNTorchNet(torch.nn.Module):
                 s = spikes_in[t]
                 in_sum += s.reshape(batch, -1).sum(0, dtype=torch.float64)
                 h = self.synapses[0](s)
+            elif hold:
+                h = seq_first[:, t // hold]
             else:
                 h = const_first
             k = 0
@@ -242,16 +252,24 @@ def sweep_snntorch(
         raise ConversionError(f"timesteps must be integers >= 1, got {list(timesteps)}")
     t_max = ts[-1]
     dev = torch_device("cpu" if device is None else str(device))
-    xb = as_batch(model, x).astype(np.float64 if dtype == torch.float64 else np.float32)
+    hold = 0
+    if input == "sequence":
+        xb, hold = as_sequence(model, x, t_max)
+        if len(ts) > 1:
+            raise ConversionError("a sequence input is read at its last step: give one T")
+    else:
+        xb = as_batch(model, x)
+    xb = xb.astype(np.float64 if dtype == torch.float64 else np.float32)
     n = len(xb)
     net = SNNTorchNet(model, dtype=dtype, device=dev)
     t0 = time.perf_counter()
     sweep = _Sweep(ts, return_counts)
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        if input == "current":
+        if input in ("current", "sequence"):
             xt = torch.from_numpy(xb[start:stop]).to(device=dev, dtype=dtype)
-            sweep.add(net.simulate(xt, t_max, checkpoints=ts, raster=raster if not start else 0))
+            sweep.add(net.simulate(xt, t_max, checkpoints=ts, raster=raster if not start else 0,
+                                   hold=hold))
         else:
             sp = _batch_spikes(model, xb, t_max, start, stop, spikes, seed)
             st = torch.from_numpy(sp).to(device=dev, dtype=dtype)
@@ -260,7 +278,8 @@ def sweep_snntorch(
         if progress:
             print(f"snntorch: {stop}/{n} samples, {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)
-    macs = input_macs(model, xb) if input == "current" else 0.0
+    macs = input_macs(model, xb.reshape(-1, *model.input_shape)) * (xb.shape[1] if hold else 1) \
+        if input != "poisson" else 0.0
     return sweep.results(model, n, input, macs, time.perf_counter() - t0,
                          {"device": str(dev), "dtype": str(dtype).replace("torch.", "")})
 

@@ -37,8 +37,10 @@ def _common(p: argparse.ArgumentParser, *, converted: bool) -> None:
                         "checkpoint: the T it learned with)")
     p.add_argument("--target", choices=_targets(converted), default="snntorch",
                    help="simulator to run on (default snntorch)")
-    p.add_argument("--input", choices=("current", "poisson"), default="current",
-                   help="constant input current (default) or Poisson spikes")
+    p.add_argument("--input", choices=("current", "poisson", "sequence"), default="current",
+                   help="constant input current (default), Poisson spikes, or a sequence "
+                        "(each element a current for T/steps steps; the default for "
+                        "sequence data sets such as smnist)")
     p.add_argument("--dataset", default="mnist",
                    help="data set for calibration/evaluation (default mnist)")
     p.add_argument("--n-test", type=int, default=1000,
