@@ -94,6 +94,29 @@ def test_snntorch_and_the_conv_reference_agree(rule_name, cfg_name, shape):
         np.testing.assert_allclose(got, ref.state["W"][layer]["w"], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("rule_name", ["kp", "pal"])
+def test_learned_feedback_and_private_noise_agree_on_conv_nets(rule_name):
+    """kp (feedback synapses learned by the rule) and pal (private noise, slow(), two
+    learning epochs per sample at T = 12), one recorded noise draw replayed on both."""
+    rule, config = _rule(rule_name), CONFIGS["if"]
+    net = _net(rule, "conv-conv-dense")
+    program = lower_rule(rule, config)
+    ref = ConvReferenceSimulator(net, program)
+    snn = get_target("snntorch").bind(net, program, dtype="float64", batch_size=BATCH)
+    spikes, targets = _data(net.sizes[0])
+    for k in range(EPOCHS):
+        noise = ref.draw_noise(BATCH) if program.noise_sources else None
+        ref.run_epoch(spikes[k], targets[k], noise=noise)
+        snn.run_epoch(spikes[k], targets[k], noise=noise)
+    assert (program.epochs > 1) == (rule_name == "pal")  # pal: fewer than 4 at T = 12
+    for proj in ("W", "B"):
+        for layer, st in ref.state[proj].items():
+            np.testing.assert_allclose(snn.state[proj][layer]["w"].numpy(), st["w"], rtol=0,
+                                       atol=1e-10)
+    moved = np.abs(ref.state["B"][1]["w"] - net.state["B"][1]["w"]).max()
+    assert moved > 1e-4, "the feedback into the first feature map learned"
+
+
 def _tiny(rule, padding: int = 0, stride: int = 1):
     """1x3x3 input -> conv 1 channel 2x2 -> 2 outputs, strong enough to spike."""
     net = build_cnn((1, 3, 3), [(1, 2, stride, padding)], [], 2, rule, seed=0)
