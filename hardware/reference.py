@@ -58,7 +58,7 @@ class ReferenceSimulator:
 
     def __init__(self, net: Network, program: SpikingProgram, *, optimiser: str | None = None,
                  seed: int = 0):
-        require_dense(net, "spiking reference")
+        self._check_network(net, program)
         program.check_depth(net.depth)
         self.net, self.program, self.cfg = net, program, program.config
         self.optimiser = optimiser or self.cfg.optimiser
@@ -86,6 +86,22 @@ class ReferenceSimulator:
                 for layer in range(1, net.depth):
                     self.fixed[(fb.name, layer)] = feedback_matrix(
                         fb, self.state[fb.name][layer]["w"])
+
+    # -- the forward projections (a conv net overrides these: .conv_reference) --------
+    def _check_network(self, net: Network, program: SpikingProgram) -> None:
+        require_dense(net, "spiking reference")
+
+    def _bias(self, layer: int) -> np.ndarray:
+        """The bias neuron's weight onto each neuron of ``layer``."""
+        return self.state[FORWARD][layer]["w"][:, -1]
+
+    def _inflow(self, layer: int, spikes: np.ndarray) -> np.ndarray:
+        """What the spikes (B, n_below) of one step deliver to ``layer`` in the next."""
+        return spikes @ self.state[FORWARD][layer]["w"][:, :-1].T
+
+    def _forward_increment(self, fns, layer: int, pre: dict, post: dict) -> np.ndarray:
+        """The batch-averaged increment of the forward synapses into ``layer``."""
+        return self._evaluate(fns, _with_bias(pre), post, self.state[FORWARD][layer])
 
     # -- dynamics -------------------------------------------------------------------
     def _neurons(self, batch: int) -> list[dict]:
@@ -120,8 +136,7 @@ class ReferenceSimulator:
             emitted = [np.asarray(spikes[j], np.float64)]
             for lay in range(1, len(sizes)):
                 st, raw = neurons[lay], layers[lay]
-                w = self.state[FORWARD][lay]["w"]
-                bias = w[:, -1] if t >= lay - 1 else 0.0  # the bias neuron's window
+                bias = self._bias(lay) if t >= lay - 1 else 0.0  # the bias neuron's window
                 st["u"] = (1 - cfg.du) * st["u"] + st["I"] + bias + into["a"].get(lay, 0.0)
                 st["v"] = (1 - cfg.dv) * st["v"] + st["u"] + into["r"].get(lay, 0.0)
                 if cfg.reset == "subtract":  # the previous step's spike, subtracted now
@@ -139,8 +154,7 @@ class ReferenceSimulator:
                     raw[f"tr{k}"] = d[k] * raw[f"tr{k}"] + s
                 raw["spk"] = np.maximum(raw["spk"], s)
             for lay in range(1, len(sizes)):  # synapses: this step's spikes -> next step's I
-                w = self.state[FORWARD][lay]["w"]
-                neurons[lay]["I"] = emitted[lay - 1] @ w[:, :-1].T
+                neurons[lay]["I"] = self._inflow(lay, emitted[lay - 1])
             layers[0]["asum"] = layers[0]["asum"] + emitted[0]  # input: a = its rate
         for lay, raw in enumerate(layers):
             for nz in self.program.noise_sources:
@@ -226,12 +240,13 @@ class ReferenceSimulator:
         for up in prog.updates:
             fns = self.term_fns[(up.projection, up.var)]
             if up.projection == FORWARD:
-                pairs = [(layer, _with_bias(comps[layer - 1]), comps[layer])
-                         for layer in range(1, self.net.depth + 1)]
-            else:
-                fb = next(f for f in prog.feedback if f.name == up.projection)
-                pairs = [(layer, comps[layer + 1] if fb.scope == "next" else comps[-1],
-                          comps[layer]) for layer in range(1, self.net.depth)]
+                for layer in range(1, self.net.depth + 1):
+                    out.setdefault((FORWARD, layer), {})[up.var] = self._forward_increment(
+                        fns, layer, comps[layer - 1], comps[layer])
+                continue
+            fb = next(f for f in prog.feedback if f.name == up.projection)
+            pairs = [(layer, comps[layer + 1] if fb.scope == "next" else comps[-1],
+                      comps[layer]) for layer in range(1, self.net.depth)]
             for layer, pre, post in pairs:
                 total = self._evaluate(fns, pre, post, self.state[up.projection][layer])
                 out.setdefault((up.projection, layer), {})[up.var] = total

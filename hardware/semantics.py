@@ -745,18 +745,14 @@ def describe_program(program: SpikingProgram) -> list[str]:
 
 
 def require_dense(net: Network, target: str) -> None:
-    """Spiking targets lower dense layers; a conv or recurrent net gets an error naming it."""
+    """A target that lowers dense layers only: a conv or recurrent net gets an error naming it
+    (conv nets: :func:`.conv_spiking.conv_refusal`)."""
     if getattr(net, "recurrent", None):
         raise LoweringError(
             f"the {target} target runs feed-forward layers only; layer {min(net.recurrent)} of "
             "this network is recurrent (R): recurrent networks run in rate mode only for now "
             "(--target numpy|torch)")
-    convs = getattr(net, "convs", None) or {}
-    if convs:
-        layer = min(convs)
-        spec = convs[layer]
-        raise LoweringError(
-            f"the {target} target runs dense layers only; layer {layer} of this network is a "
-            f"convolution ({spec.out_channels} channels, {spec.kernel}x{spec.kernel} kernel). "
-            "Train conv nets in rate mode, then run them spiking with `neurolocal convert` "
-            "(conversion handles conv layers on every target)")
+    if getattr(net, "convs", None):
+        from .conv_spiking import conv_refusal
+
+        raise LoweringError(conv_refusal(net, target))

@@ -91,7 +91,7 @@ def test_aliases_resolve_and_unknown_names_are_clear():
     (["--spiking", "--target", "brian2", "--batch-size", "5"], "learns strictly online"),
     (["--codegen", "numpy"], "--codegen applies to the brian2 target"),
     (["--spiking", "--target", "lava", "--device", "cuda"], "runs on the cpu only"),
-    (["--spiking", "--conv", "4:3"], "--conv is rate mode only"),
+    (["--spiking", "--target", "brian2", "--conv", "4:3"], "cannot learn conv layers"),
     (["--spiking", "--target", "torch"], "is a rate target"),
     (["--target", "snntorch"], "is a spiking target: add --spiking"),
     (["--spiking", "--target", "brian2", "--lr-decay", "0.5"], "cannot be decayed"),

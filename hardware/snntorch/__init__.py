@@ -33,6 +33,9 @@ class SnnTorchTarget(Target):
         from .runtime import SnnTorchRunner
 
         self.check_options(options)
+        if network.convs:
+            from .conv import ConvSnnTorchRunner
+            return ConvSnnTorchRunner(network, program, **options)
         return SnnTorchRunner(network, program, **options)
 
     def run_converted(self, model: Any, x: Any, timesteps: int, **kw: Any) -> Any:

@@ -38,7 +38,7 @@ class SnnTorchRunner:
         import snntorch as snn
         import torch
 
-        require_dense(net, "snntorch")
+        self._check_network(net, program)
         self.torch = torch
         self.target = "snntorch"
         self.net, self.rule = net, net.rule
@@ -105,6 +105,23 @@ class SnnTorchRunner:
                     self.net.state[p][layer][k] = v.detach().cpu().numpy().astype(np.float32)
         return self.net
 
+    # -- the forward projections (conv layers override these: .conv) -------------------
+    def _check_network(self, net: Network, program: SpikingProgram) -> None:
+        require_dense(net, "snntorch")
+
+    def _inflow(self, layer: int, prev: Any) -> Any:
+        """What the spike train (steps, B, n_below) delivers to ``layer``, one step later;
+        counts the synaptic events (pre spikes x fan-out)."""
+        w = self.state[FORWARD][layer]["w"]
+        self._events = self._events + prev.sum() * w.shape[0]
+        return self.torch.matmul(prev, w[:, :-1].T)
+
+    def _bias(self, layer: int) -> Any:
+        return self.state[FORWARD][layer]["w"][:, -1]
+
+    def _forward_increment(self, fn, layer: int, pre: dict, post: dict, n: int) -> dict:
+        return fn(_with_bias(pre, self.torch), post, self.state[FORWARD][layer], self.g, n)
+
     # -- dynamics -------------------------------------------------------------------
     def _tensor_in(self, a: Any) -> Any:
         return a.to(self.device, self.dtype) if isinstance(a, self.torch.Tensor) else self._to(a)
@@ -141,12 +158,10 @@ class SnnTorchRunner:
         alpha = 1.0 - cfg.du
         with torch.no_grad():
             for layer in range(1, self.net.depth + 1):
-                w = self.state[FORWARD][layer]["w"]
-                self._events = self._events + prev.sum() * w.shape[0]
-                inflow = torch.matmul(prev, w[:, :-1].T)  # arrives one step later
+                inflow = self._inflow(layer, prev)  # arrives one step later
                 # the bias neuron fires in the layer below's window (steps layer-1 .. T-1)
                 current = torch.cat([carry[layer][None], inflow[:-1]]) + \
-                    w[:, -1] * self.bias_on[layer][start:start + steps, None, None]
+                    self._bias(layer) * self.bias_on[layer][start:start + steps, None, None]
                 carry[layer] = inflow[-1]
                 into_v = None
                 for nz in self.program.noise_sources if noise else ():
@@ -238,8 +253,8 @@ class SnnTorchRunner:
             fn = self.mod[update_function_name(proj)]
             if proj == FORWARD:
                 for layer in range(1, self.net.depth + 1):
-                    out[(proj, layer)] = fn(_with_bias(comps[layer - 1], self.torch),
-                                            comps[layer], self.state[proj][layer], self.g, n)
+                    out[(proj, layer)] = self._forward_increment(fn, layer, comps[layer - 1],
+                                                                 comps[layer], n)
             else:
                 fb = next(f for f in self.program.feedback if f.name == proj)
                 for layer in range(1, self.net.depth):

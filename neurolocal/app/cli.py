@@ -246,8 +246,9 @@ def _add_train_parser(sub) -> None:
                    help="the recurrent layers' leak in [0, 1): r = leak*r[t-1] + (1-leak)*f(a) "
                         "(default 0)")
     s.add_argument("--conv", nargs="+", default=[], metavar="C:K[:S[:P]]",
-                   help="rate mode: conv layers first, e.g. --conv 32:5:2:2 64:5:2:2 "
-                        "(channels:kernel:stride:padding; stride 1, padding 0 by default)")
+                   help="conv layers first (rate mode; spiking on snntorch), e.g. --conv "
+                        "32:5:2:2 64:5:2:2 (channels:kernel:stride:padding; stride 1, "
+                        "padding 0 by default)")
     s.add_argument("--epochs", type=int, default=1)
     s.add_argument("--batch-size", type=int, default=None,
                    help="rate mode: default 50; snntorch: default 20; brian2 and lava learn "

@@ -128,6 +128,8 @@ def spiking_update_angles(runner, x, y, *, seed: int = 0) -> dict[str, float]:
     if program is None and hasattr(runner, "lp"):
         program = runner.lp.spiking
     net = runner.sync()
+    if net.convs:  # conv nets: the conv reference (naive loops over positions)
+        from neurolocal.hardware.conv_reference import ConvReferenceSimulator as ReferenceSimulator
     ref = ReferenceSimulator(net, program, seed=seed)
     x = np.asarray(_numpy(x), np.float64)
     onehot = np.eye(net.sizes[-1])[np.asarray(y)]

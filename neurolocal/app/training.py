@@ -114,9 +114,6 @@ def _check_config(cfg: TrainConfig, target: Any) -> None:
         raise NeurolocalError(f"--lr-decay is the step size's factor per epoch and must be a "
                               f"positive number, got {cfg.lr_decay!r}")
     if spiking:
-        if cfg.conv:
-            raise NeurolocalError("--conv is rate mode only: the spiking targets lower dense "
-                                  "layers (drop --conv, or train in rate mode)")
         if cfg.lr is not None:
             raise NeurolocalError("--lr is the rate optimiser's step; spiking targets step by "
                                   "the rule's own lr global: use --set lr=VALUE")
