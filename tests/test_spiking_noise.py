@@ -195,3 +195,24 @@ def test_spiking_train_reports_rate_modes_angles():
     assert all(0 <= v <= 180 for v in res["update_angles"].values())
     # the spiking default step: the forward lr is per sample (x batch 20), lr_b is not
     assert res["globals"]["lr"] == pytest.approx(0.2) and res["globals"]["lr_b"] == 0.01
+
+
+def test_init_without_rule_scales_the_step_once(tmp_path):
+    """A spiking checkpoint holds the epoch step its run used; --init continues from the
+    per-sample step it records, scaled by the new run's batch (not the old lr x batch again)."""
+    from neurolocal.app.training import TrainConfig, train
+
+    ck = tmp_path / "a.h5"
+    first = train(TrainConfig(rule="dfa", target="snntorch", hidden=[16], limit=40,
+                              test_limit=20, timesteps=8, out=str(ck)), progress=False)
+    assert first.to_dict()["globals"]["lr"] == pytest.approx(0.2)  # 0.01 x batch 20
+    again = train(TrainConfig(rule=None, init=str(ck), target="snntorch", limit=40,
+                              test_limit=20, timesteps=8), progress=False).to_dict()
+    assert again["globals"]["lr"] == pytest.approx(0.2)
+    smaller = train(TrainConfig(rule=None, init=str(ck), target="snntorch", limit=40,
+                                test_limit=20, timesteps=8, batch_size=5),
+                    progress=False).to_dict()
+    assert smaller["globals"]["lr"] == pytest.approx(0.05)  # the per-sample 0.01 x 5
+    online = train(TrainConfig(rule=None, init=str(ck), target="brian2", limit=40,
+                               test_limit=20, timesteps=8), progress=False).to_dict()
+    assert online["globals"]["lr"] == pytest.approx(0.01)  # batch 1: the per-sample step

@@ -252,6 +252,27 @@ def _spiking_config(cfg: TrainConfig, meta: dict) -> Any:
     return base.with_options(**opts)
 
 
+def _per_sample_steps(rule: Rule, cfg: TrainConfig, meta: dict
+                      ) -> tuple[Rule, dict[str, float] | None]:
+    """The rule with its step sizes per sample, and those steps (None: leave them alone).
+
+    A spiking checkpoint's rule holds the epoch step its run used (already scaled by that
+    run's batch); ``--init`` without ``--rule`` starts again from the per-sample steps the
+    checkpoint records, so the new run scales them by its own batch, not twice. A spiking
+    checkpoint written before they were recorded keeps the step it ran with."""
+    from neurolocal.hardware.semantics import step_globals
+
+    values = rule.scalar_globals()
+    if cfg.rule is None and meta.get("mode") == "spiking":
+        stored = {g: float(v) for g, v in (meta.get("per_sample_steps") or {}).items()
+                  if g in values and g not in cfg.globals}
+        if not stored:
+            return rule, None
+        rule = rule.with_globals(**stored)
+        values = rule.scalar_globals()
+    return rule, {g: values[g] for g in step_globals(rule) if g in values}
+
+
 def _spiking_steps(rule: Rule, cfg: TrainConfig, target: Any) -> Rule:
     """The spiking default step: a rule's forward step size (the global scaling every term of
     ``on W``, e.g. ``lr``) is its step *per sample*, so a target that averages the updates of
@@ -364,8 +385,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
                   "of them", file=log)
     n_classes = int(max(train_set.y.max(), test_set.y.max())) + 1
     spiking = target.mode == "spiking"
+    per_sample: dict[str, float] = {}
     if spiking:
-        rule = _spiking_steps(rule, cfg, target)
+        rule, per_sample = _per_sample_steps(rule, cfg, meta)
+        rule = _spiking_steps(rule, cfg, target) if per_sample is not None else rule
     net = _network(cfg, rule, train_set.x.shape[-1], n_classes, init)
     scfg = _spiking_config(cfg, meta) if spiking else None
     program = target.lower(rule, network=net, config=scfg, allow_nonlocal=cfg.allow_nonlocal)
@@ -373,7 +396,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
     extra: dict[str, Any] = {}
     if spiking:
         extra.update(timesteps=scfg.timesteps, spiking=dataclasses.asdict(scfg),
-                     globals=rule.scalar_globals())
+                     globals=rule.scalar_globals(), per_sample_steps=per_sample)
     if getattr(runner, "rounding", 0.0):
         extra["init_rounding"] = runner.rounding
         if progress and init is not None:
@@ -457,6 +480,8 @@ def _meta(cfg: TrainConfig, target: Any, entry: dict, extra: dict) -> dict:
             "dataset": cfg.dataset, "target": target.name, "mode": target.mode}
     if "spiking" in extra:
         meta["spiking"] = extra["spiking"]
+    if extra.get("per_sample_steps"):
+        meta["per_sample_steps"] = extra["per_sample_steps"]
     return meta
 
 
