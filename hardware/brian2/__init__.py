@@ -10,6 +10,7 @@ from neurolocal.rule import Rule
 
 from ..base import Target
 from ..semantics import SpikingConfig, lower_rule
+from ..timed import refuse_timed
 from .lower import Brian2Model, build_model
 
 
@@ -26,6 +27,7 @@ class Brian2Target(Target):
               config: SpikingConfig | None = None, allow_nonlocal: bool = False
               ) -> Brian2Model:
         program = lower_rule(rule, config, allow_nonlocal=allow_nonlocal)
+        refuse_timed(program, "brian2")
         sizes = network.sizes if network is not None else [784, 500, 10]
         mode = "poisson" if program.config.encoding == "poisson" else "raster"
         return build_model(program, sizes, input_mode=mode)

@@ -46,6 +46,7 @@ from ..semantics import (
     lower_rule,
     require_dense,
 )
+from ..timed import refuse_timed
 from .loihi_rule import Factor
 from .neurons import neuron_program
 from .program import (
@@ -98,6 +99,7 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
     """
     program = lower_rule(rule, config or SpikingConfig(), allow_nonlocal=allow_nonlocal,
                          check_locality=check_locality)
+    refuse_timed(program, "lava")
     if net is None:
         net = build_mlp(list(sizes or (784, 100, 10)), rule, seed=0)
     elif net.rule is not rule and net.rule.name != rule.name:

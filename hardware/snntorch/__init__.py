@@ -33,6 +33,10 @@ class SnnTorchTarget(Target):
         from .runtime import SnnTorchRunner
 
         self.check_options(options)
+        if network.recurrent or program.timed:
+            from .recurrent import SnnTorchSequenceRunner
+
+            return SnnTorchSequenceRunner(network, program, **options)
         return SnnTorchRunner(network, program, **options)
 
     def run_converted(self, model: Any, x: Any, timesteps: int, **kw: Any) -> Any:

@@ -33,12 +33,14 @@ class SnnTorchRunner:
     updates averaged; 1 is strictly online); :meth:`predict` scores without learning.
     """
 
+    recurrent_ok = False  # recurrent layers: .recurrent.SnnTorchSequenceRunner
+
     def __init__(self, net: Network, program: SpikingProgram, *, device: str = "cpu",
                  dtype: str = "float32", seed: int = 0, batch_size: int = 20):
         import snntorch as snn
         import torch
 
-        require_dense(net, "snntorch")
+        require_dense(net, "snntorch", recurrent=self.recurrent_ok)
         self.torch = torch
         self.target = "snntorch"
         self.net, self.rule = net, net.rule
