@@ -130,5 +130,13 @@ def refuse_timed(program: Any, target: str) -> None:
                             "lower recurrent rules yet (snntorch does: --target snntorch)")
 
 
-def uses_recurrent(rule: Rule) -> bool:
-    return any(u.projection == RECURRENT for u in rule.updates)
+def check_recurrent(net: Any, program: Any, target: str) -> None:
+    """A recurrent network needs a recurrent rule, and a rule of R a recurrent network."""
+    if net.recurrent and not program.timed:
+        raise LoweringError(
+            f"layer {min(net.recurrent)} of this network is recurrent (R) and rule "
+            f"{program.name} has no time statements (on R, an end phase): on {target} a "
+            "recurrent network learns with a recurrent rule (dfa-rnn, sdfa-rnn)")
+    if RECURRENT in program.learned_projections and not net.recurrent:
+        raise LoweringError(f"rule {program.name} updates recurrent synapses R; this "
+                            "network has no recurrent layer (build_rnn, --recurrent N)")

@@ -40,10 +40,6 @@ def test_compile_text_prints_both_targets(name):
     compile(text, "<generated>", "exec")  # the snntorch program is Python
     for up in rule.updates:
         assert up.text in text
-    if "recurrent" in rule.features():  # snntorch only (tests/test_spiking_recurrent.py)
-        with pytest.raises(LoweringError, match="does not lower recurrent rules yet"):
-            b2t.compile(rule, allow_nonlocal=True)
-        return
     b2 = b2t.compile(rule, allow_nonlocal=True)
     assert "on_pre='I_post += w'" in b2 and "run_regularly" in b2
     assert "nl_W1_update" in b2 and "name='nl_L1'" in b2

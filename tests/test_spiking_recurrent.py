@@ -43,7 +43,7 @@ def test_dfa_rnn_lowers_with_the_error_in_the_last_epoch_only():
     assert "def output_neuron_early" in text and "eligibility traces syn.e" in text
 
 
-@pytest.mark.parametrize("target", ["brian2", "lava:fixed_pt"])
+@pytest.mark.parametrize("target", ["lava:fixed_pt", "lava:floating_pt"])
 def test_targets_without_a_recurrent_lowering_name_the_statements(target):
     with pytest.raises(LoweringError, match=r"rule dfa-rnn: phase last = end\(\).*on R: dw.*"
                                             r"does not lower recurrent rules yet"):
@@ -168,3 +168,37 @@ def test_snntorch_agrees_with_the_reference(name, kind, batch):
     r_snn = snn.run_epoch(torch.tensor(sp))["comps"][-1]["r"].numpy()
     np.testing.assert_allclose(r_snn, r_ref, atol=1e-12)
     assert r_ref.sum() > 0
+
+
+@pytest.mark.parametrize("name,kind", [("dfa-rnn", "if"), ("sdfa-rnn", "lif")])
+def test_brian2_agrees_with_the_reference(name, kind):
+    """Recurrent Synapses from a group to itself; online, one sequence at a time."""
+    pytest.importorskip("brian2")
+    rule, prog = _program(name, CONFIGS[kind])
+    hidden = (5,) if kind == "lif" else ()
+    ref = ReferenceSimulator(_net(rule, hidden=hidden), prog)
+    net = _net(rule, hidden=hidden)
+    b2 = get_target("brian2").runner(net, prog.config, codegen="numpy", input_mode="raster")
+    assert any(s.kind == "recurrent" and s.source == s.target == "nl_L1"
+               for s in b2.model.synapses)
+    rng = np.random.default_rng(5)
+    x = rng.random((3, ROWS, 6))
+    y = np.eye(3)[rng.integers(0, 3, 3)]
+    sp = encode_sequence(x, prog.config, seed=0)
+    for i in range(3):
+        ref.run_epoch(sp[:, i:i + 1], y[i:i + 1])
+    b2.learn_spikes(sp, y)
+    w, moved = b2.weights(), 0.0
+    for proj in ("W", "R"):
+        for layer, d in ref.state[proj].items():
+            np.testing.assert_allclose(w[proj][layer]["w"], d["w"], atol=1e-10)
+            moved += float(np.abs(d["w"] - net.state[proj][layer]["w"]).max())
+    assert moved > 1e-3
+    # the eligibility traces restarted with the sequence
+    assert not np.any(w["W"][1]["e"]) and not np.any(w["R"][1]["e"])
+    sp = encode_sequence(rng.random((4, ROWS, 6)), prog.config, seed=3)
+    k = prog.constants(net.depth, prog.epochs - 1)
+    out = ref.run_epoch(sp, None)["layers"][-1]
+    score = k["k1"] * out["tr1"] + 0.5 / k["T"] * np.tanh(out["asum"] / k["T"])
+    np.testing.assert_allclose(b2.predict_spikes(sp), score, atol=1e-12)
+    assert out["tr1"].sum() > 0
