@@ -31,7 +31,7 @@ from neurolocal.rule import END, RECURRENT, Rule
 from neurolocal.symbols import TIME_COMPARTMENTS, refs_in
 
 __all__ = ["end_phases", "check_timed", "sequence_config", "encode_sequence",
-           "trace_vars", "refuse_timed", "dv_for_leak"]
+           "trace_vars", "refuse_timed", "du_for_leak", "check_recurrent"]
 
 
 def _where(line: int) -> str:
@@ -60,7 +60,7 @@ def check_timed(rule: Rule) -> None:
                 raise LoweringError(
                     f"rule {rule.name}: {eq.where} {eq.target} = {eq.text}{_where(eq.line)} "
                     f"reads {ref.name}: a spiking neuron has no rate leak to read (its memory "
-                    "across steps is the membrane's decay dv, a neuron parameter)")
+                    "across steps is its current decay du, a neuron parameter)")
     ends = end_phases(rule)
     for u in rule.updates:
         if u.phase in ends:
@@ -114,20 +114,21 @@ def encode_sequence(x: Any, config: Any, *, seed: Any = None) -> Any:
     return s.reshape(rows * per, batch, feats)
 
 
-def dv_for_leak(leak: float, steps_per_row: int) -> float:
-    """The voltage decay per spike step that keeps ``leak`` of the membrane over one sequence
-    step (E spike steps): the spiking counterpart of a rate layer's ``leak``."""
+def du_for_leak(leak: float, steps_per_row: int) -> float:
+    """The current decay per spike step that keeps ``leak`` of the synaptic current over one
+    sequence step (E spike steps): the spiking counterpart of a rate layer's ``leak``
+    (leak 0: du = 1, the current is this step's input, the default neuron)."""
     if not 0.0 <= leak < 1.0:
         raise LoweringError(f"leak must lie in [0, 1), got {leak!r}")
     return 1.0 if leak == 0 else 1.0 - math.exp(math.log(leak) / steps_per_row)
 
 
-def refuse_timed(program: Any, target: str) -> None:
+def refuse_timed(program: Any, target: str, reason: str = "") -> None:
     """A target that does not lower recurrent programs yet says so, naming the statements."""
     if getattr(program, "timed", False):
         what = "; ".join(program.rule.time_statements())
         raise LoweringError(f"rule {program.rule.name}: {what}: the {target} target does not "
-                            "lower recurrent rules yet (snntorch does: --target snntorch)")
+                            f"lower recurrent rules yet{reason} (snntorch and brian2 do)")
 
 
 def check_recurrent(net: Any, program: Any, target: str) -> None:

@@ -1,9 +1,10 @@
 """Recurrent networks on the spiking targets from the command line (hardware/timed.py).
 
 ``--timesteps E`` is then the spike steps per sequence step (each one learning epoch), the
-sample is the whole sequence (T = steps * E), and ``--leak L`` sets the neurons' voltage
-decay so that the membrane keeps L of itself over one sequence step (the spiking counterpart
-of a rate layer's leak); without it the neurons integrate (dv = 0).
+sample is the whole sequence (T = steps * E), and ``--leak L`` sets the neurons' current
+decay du so that the synaptic current keeps L of itself over one sequence step (the spiking
+counterpart of a rate layer's leak); without it du = 1 (leak 0: the current is this step's
+input).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ ANGLE_PROBE = 100
 
 def sequence_config(cfg: Any, meta: dict, base: Any, steps: int) -> Any:
     """The spiking configuration for sequences of ``steps`` steps."""
-    from neurolocal.hardware.timed import dv_for_leak
+    from neurolocal.hardware.timed import du_for_leak
     from neurolocal.hardware.timed import sequence_config as _seq
 
     stored = dict(meta.get("spiking") or {})
@@ -36,7 +37,7 @@ def sequence_config(cfg: Any, meta: dict, base: Any, steps: int) -> Any:
         base = base.with_options(timesteps=per)
     out = _seq(base, steps, per)
     if cfg.leak is not None:
-        out = out.with_options(dv=dv_for_leak(float(cfg.leak), per))
+        out = out.with_options(du=du_for_leak(float(cfg.leak), per))
     return out
 
 
