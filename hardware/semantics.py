@@ -757,8 +757,8 @@ def require_dense(net: Network, target: str, *, recurrent: bool = False) -> None
     if getattr(net, "recurrent", None) and not recurrent:
         raise LoweringError(
             f"the {target} target runs feed-forward layers only; layer {min(net.recurrent)} of "
-            "this network is recurrent (R): recurrent networks run in rate mode only for now "
-            "(--target numpy|torch)")
+            "this network is recurrent (R): recurrent networks run in rate mode (--target "
+            "numpy|torch) and, spiking, on snntorch and brian2")
     convs = getattr(net, "convs", None) or {}
     if convs:
         layer = min(convs)
