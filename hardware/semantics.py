@@ -430,6 +430,9 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
     ``check_locality``: refuse a non-local rule (LocalityError) unless ``allow_nonlocal``;
     printing (``neurolocal compile``) passes False because the CLI has already checked.
     """
+    if config is None and "recurrent" in rule.features():  # printed: row-by-row MNIST's shape
+        from .timed import sequence_config
+        config = sequence_config(SpikingConfig(), 28, 10)
     config = config or SpikingConfig()
     if check_locality and not allow_nonlocal:
         from neurolocal.locality import require_local
