@@ -64,10 +64,11 @@ class ConvReferenceSimulator(ReferenceSimulator):
             out[:, :, pos] = np.einsum("bcij,ocij->bo", field, kernel)
         return out.reshape(x.shape[0], -1)
 
-    def _forward_increment(self, fns, layer: int, pre: dict, post: dict) -> np.ndarray:
+    def _forward_increment(self, fns, layer: int, pre: dict, post: dict, *,
+                           per_sample: bool = False) -> np.ndarray:
         spec = self.net.convs.get(layer)
-        if spec is None:
-            return super()._forward_increment(fns, layer, pre, post)
+        if spec is None or per_sample:  # no conv net is timed (refused): dense or traces
+            return super()._forward_increment(fns, layer, pre, post, per_sample=per_sample)
         k, syn = spec.kernel, self.state[FORWARD][layer]
         maps = {n: _padded(v, spec) for n, v in pre.items()}
         fills = {n: 1.0 if n in AXON_SIGNALS else 0.0 for n in pre}

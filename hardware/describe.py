@@ -40,13 +40,15 @@ def describe(program: SpikingProgram) -> list[str]:
     lines.append("  err    = 0, then + feedback (below)")
     lines.append("epoch program (in this order):")
     lines.append("  1. output neurons: target = one-hot label; "
-                 + "; ".join(f"{e.target} = {e.text}" for e in program.output_eqs))
+                 + "; ".join(f"{e.target} = {e.text}" + (" (last learning epoch only)"
+                                                          if e.last else "")
+                             for e in program.output_eqs))
     for fb in program.feedback:
         lines.append(f"  2. hidden neurons, top layer first: {fb.target} += {fb.name} . "
                      f"{fb.scope}.{fb.source}   [{fb.mode}: {fb.text}]")
     if program.hidden_eqs:
-        lines.append("     then " + "; ".join(f"{e.target} = {e.text}"
-                                                for e in program.hidden_eqs))
+        lines.append("     then " + "; ".join(f"{e.target} = {e.text}" + (
+            " (last learning epoch only)" if e.last else "") for e in program.hidden_eqs))
     if program.slow:
         lines.append(f"     slow(X) = low-pass of X over the sample's learning epochs (decay "
                      f"{program.slow_decay:.4g} per epoch): "
@@ -56,10 +58,29 @@ def describe(program: SpikingProgram) -> list[str]:
         terms = "  +  ".join(f"[{t.text}]" for t in up.terms)
         lines.append(f"     on {up.projection}: d{up.var} = {terms}")
     lines.append("  4. reset traces, spk, asum (u, v at the end of the sample)")
+    lines += _describe_timed(program)
     lines += _describe_noise(program)
     for note in program.notes:
         lines.append(f"note: {note}")
     return lines
+
+
+def _describe_timed(program: SpikingProgram) -> list[str]:
+    """A recurrent rule's sequence semantics (hardware/timed.py), as comment lines."""
+    if not program.timed:
+        return []
+    from .timed import trace_vars
+
+    traces = sorted({f"syn.{v}" for p in program.learned_projections
+                     for v in trace_vars(program, p)})
+    return [
+        "sequence: one sample; each sequence step is one learning epoch (set learning_epochs "
+        "= steps, T = steps * E); the output is read in the last learning epoch",
+        "R: a recurrent layer's own spikes reach its current one step later (I += R . s); "
+        "on R, pre.* is the layer's own compartments",
+        f"eligibility traces {', '.join(traces) or '(none)'}: one per sequence (per sample), "
+        "0 at its start; in step 3 they are updated first, then the w updates read them",
+    ]
 
 
 def _describe_noise(program: SpikingProgram) -> list[str]:

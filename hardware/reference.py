@@ -12,11 +12,12 @@ import sympy
 
 from neurolocal.errors import LoweringError
 from neurolocal.network import Network
-from neurolocal.rule import FORWARD
+from neurolocal.rule import FORWARD, RECURRENT
 from neurolocal.symbols import AXON_SIGNALS, Ref
 
 from .noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
 from .semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
+from .timed import trace_vars
 
 
 def _lambdify(expr: sympy.Expr, names: dict[sympy.Symbol, str]):
@@ -60,6 +61,10 @@ class ReferenceSimulator:
                  seed: int = 0):
         self._check_network(net, program)
         program.check_depth(net.depth)
+        if RECURRENT in program.learned_projections and not net.recurrent:
+            raise LoweringError(f"rule {program.name} updates recurrent synapses R; this "
+                                "network has no recurrent layer (build_rnn, --recurrent N)")
+        self.traces: dict = {}  # timed programs: {(proj, layer): {var: (B, post, pre)}}
         self.net, self.program, self.cfg = net, program, program.config
         self.optimiser = optimiser or self.cfg.optimiser
         self.rng = np.random.default_rng(seed)
@@ -72,9 +77,9 @@ class ReferenceSimulator:
         self.sub_consts = [[program.constants(layer, sub) for layer in range(len(net.sizes))]
                            for sub in range(program.epochs)]
         self.sym_fns = {n: _lambdify(e, {}) for n, e in program.symbols.items()}
-        self.out_fns = [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+        self.out_fns = [(e.target, _lambdify(e.expr, _self_names(e.expr)), e.last)
                         for e in program.output_eqs]
-        self.hid_fns = [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+        self.hid_fns = [(e.target, _lambdify(e.expr, _self_names(e.expr)), e.last)
                         for e in program.hidden_eqs]
         self.term_fns = {(u.projection, u.var): [_lambdify(t.expr, _term_names(t.expr))
                                                  for t in u.terms] for u in program.updates}
@@ -89,7 +94,7 @@ class ReferenceSimulator:
 
     # -- the forward projections (a conv net overrides these: .conv_reference) --------
     def _check_network(self, net: Network, program: SpikingProgram) -> None:
-        require_dense(net, "spiking reference")
+        require_dense(net, "spiking reference", recurrent=True)
 
     def _bias(self, layer: int) -> np.ndarray:
         """The bias neuron's weight onto each neuron of ``layer``."""
@@ -99,9 +104,12 @@ class ReferenceSimulator:
         """What the spikes (B, n_below) of one step deliver to ``layer`` in the next."""
         return spikes @ self.state[FORWARD][layer]["w"][:, :-1].T
 
-    def _forward_increment(self, fns, layer: int, pre: dict, post: dict) -> np.ndarray:
-        """The batch-averaged increment of the forward synapses into ``layer``."""
-        return self._evaluate(fns, _with_bias(pre), post, self.state[FORWARD][layer])
+    def _forward_increment(self, fns, layer: int, pre: dict, post: dict, *,
+                           per_sample: bool = False) -> np.ndarray:
+        """The batch-averaged increment of the forward synapses into ``layer`` (per sample for
+        an eligibility trace of a timed program)."""
+        syn = {**self.state[FORWARD][layer], **self.traces.get((FORWARD, layer), {})}
+        return self._evaluate(fns, _with_bias(pre), post, syn, per_sample=per_sample)
 
     # -- dynamics -------------------------------------------------------------------
     def _neurons(self, batch: int) -> list[dict]:
@@ -155,6 +163,9 @@ class ReferenceSimulator:
                 raw["spk"] = np.maximum(raw["spk"], s)
             for lay in range(1, len(sizes)):  # synapses: this step's spikes -> next step's I
                 neurons[lay]["I"] = self._inflow(lay, emitted[lay - 1])
+                if lay in self.net.recurrent:  # R: the layer's own spikes, one step later
+                    neurons[lay]["I"] = neurons[lay]["I"] + \
+                        emitted[lay] @ self.state[RECURRENT][lay]["w"].T
             layers[0]["asum"] = layers[0]["asum"] + emitted[0]  # input: a = its rate
         for lay, raw in enumerate(layers):
             for nz in self.program.noise_sources:
@@ -164,14 +175,15 @@ class ReferenceSimulator:
 
     # -- epoch program --------------------------------------------------------------
     def compartments(self, layers: list[dict], target: np.ndarray | None, *, sub: int = 0,
-                     slow: list | None = None) -> list[dict]:
+                     slow: list | None = None, consts: list | None = None) -> list[dict]:
         """Steps 1-2 of the epoch program: measured symbols, output and hidden equations.
 
         ``sub``: the learning epoch within the sample; ``slow``: the per-layer slow traces
         of this sample (updated here).
         """
         prog = self.program
-        consts = self.sub_consts[sub] if target is not None else self.layer_consts
+        final = sub == prog.epochs - 1  # end-phase equations hold in the last epoch only
+        consts = consts or (self.sub_consts[sub] if target is not None else self.layer_consts)
         comps = []
         for lay, st in enumerate(layers):
             env = {**self.env0, **consts[lay], **st}
@@ -187,14 +199,14 @@ class ReferenceSimulator:
             self._slow(c, tr, prog.slow_measured)
         out = comps[-1]
         out["target"] = np.asarray(target, np.float64)
-        self._run_eqs(out, self.out_fns)
+        self._run_eqs(out, self.out_fns, final)
         top = self.net.depth
         for layer in range(top - 1, 0, -1):
             c = comps[layer]
             for fb in prog.feedback:
                 src = comps[layer + 1] if fb.scope == "next" else comps[top]
                 c[fb.target] = c[fb.target] + src[fb.source] @ self.feedback_weights(fb, layer).T
-            self._run_eqs(c, self.hid_fns)
+            self._run_eqs(c, self.hid_fns, final)
         for c, tr in zip(comps, slow, strict=True):
             self._slow(c, tr, prog.slow_computed)
         return comps
@@ -208,8 +220,10 @@ class ReferenceSimulator:
             traces[n] = (s_new, norm_new)
             c[f"{SLOW_PREFIX}{n}"] = s_new / norm_new
 
-    def _run_eqs(self, c: dict, fns) -> None:
-        for target, fn in fns:
+    def _run_eqs(self, c: dict, fns, final: bool = True) -> None:
+        for target, fn, last in fns:
+            if last and not final:
+                continue
             env = {**self.env0, **c}
             c[target] = np.broadcast_to(fn(env), c["r"].shape).astype(np.float64)
 
@@ -221,34 +235,49 @@ class ReferenceSimulator:
         return feedback_matrix(fb, self.state[fb.name][layer]["w"],
                                self.state[FORWARD][layer + 1]["w"][:, :-1])
 
-    def _evaluate(self, fns, pre: dict, post: dict, syn: dict) -> np.ndarray:
-        """Sum of term functions over (batch, post, pre), averaged over the batch."""
-        total = np.zeros_like(syn["w"])
+    def _evaluate(self, fns, pre: dict, post: dict, syn: dict, *,
+                  per_sample: bool = False) -> np.ndarray:
+        """Sum of term functions over (batch, post, pre), averaged over the batch (kept per
+        sample for an eligibility trace; ``syn`` values of 3 dimensions are per sample)."""
+        shape = syn["w"].shape
         batch = next(iter(post.values())).shape[0]
+        total = np.zeros((batch, *shape))
         env = dict(self.env0)
         env.update({f"pre_{k}": v[:, None, :] for k, v in pre.items()})
         env.update({f"post_{k}": v[:, :, None] for k, v in post.items()})
-        env.update({f"syn_{k}": v[None] for k, v in syn.items()})
+        env.update({f"syn_{k}": v if v.ndim == 3 else v[None] for k, v in syn.items()})
         for fn in fns:
-            total = total + np.broadcast_to(fn(env), (batch, *total.shape)).mean(0)
-        return total
+            total = total + np.broadcast_to(fn(env), (batch, *shape))
+        return total if per_sample else total.mean(0)
 
-    def increments(self, comps: list[dict]) -> dict:
-        """Step 3: every update's increment, averaged over the batch (nothing applied)."""
+    def increments(self, comps: list[dict], *, only: str | None = None) -> dict:
+        """Step 3: every update's increment, averaged over the batch (nothing applied).
+
+        ``only``: ``"traces"`` or ``"w"`` (a timed program updates its eligibility traces,
+        per sample, before the weight updates read them)."""
         out = {}
         prog = self.program
         for up in prog.updates:
             fns = self.term_fns[(up.projection, up.var)]
+            traces = trace_vars(prog, up.projection)
+            if only is not None and (up.var in traces) != (only == "traces"):
+                continue
             if up.projection == FORWARD:
                 for layer in range(1, self.net.depth + 1):
                     out.setdefault((FORWARD, layer), {})[up.var] = self._forward_increment(
-                        fns, layer, comps[layer - 1], comps[layer])
+                        fns, layer, comps[layer - 1], comps[layer], per_sample=up.var in traces)
                 continue
-            fb = next(f for f in prog.feedback if f.name == up.projection)
-            pairs = [(layer, comps[layer + 1] if fb.scope == "next" else comps[-1],
-                      comps[layer]) for layer in range(1, self.net.depth)]
+            if up.projection == RECURRENT:  # pre: the layer's own neurons
+                pairs = [(layer, comps[layer], comps[layer])
+                         for layer in sorted(self.net.recurrent)]
+            else:
+                fb = next(f for f in prog.feedback if f.name == up.projection)
+                pairs = [(layer, comps[layer + 1] if fb.scope == "next" else comps[-1],
+                          comps[layer]) for layer in range(1, self.net.depth)]
             for layer, pre, post in pairs:
-                total = self._evaluate(fns, pre, post, self.state[up.projection][layer])
+                syn = {**self.state[up.projection][layer],
+                       **self.traces.get((up.projection, layer), {})}
+                total = self._evaluate(fns, pre, post, syn, per_sample=up.var in traces)
                 out.setdefault((up.projection, layer), {})[up.var] = total
         return out
 
@@ -257,8 +286,12 @@ class ReferenceSimulator:
         mu = self.cfg.momentum
         for (proj, layer), d in increments.items():
             st = self.state[proj][layer]
+            traces = trace_vars(self.program, proj)
             for var, dv in d.items():
-                if var == "w" and self.optimiser == "momentum":
+                if var in traces:  # one copy per sequence
+                    tr = self.traces.setdefault((proj, layer), {})
+                    tr[var] = tr.get(var, 0.0) + dv
+                elif var == "w" and self.optimiser == "momentum":
                     v = mu * self.velocity.get((proj, layer), 0.0) + dv
                     self.velocity[(proj, layer)] = v
                     st[var] = st[var] + v
@@ -284,6 +317,8 @@ class ReferenceSimulator:
         last epoch's ``layers`` and ``comps`` and the sum of the ``increments``.
         """
         spikes = np.asarray(spikes)
+        if self.program.timed:
+            return self._run_sequence(spikes, target if learn else None, apply=apply)
         if not (learn and target is not None):
             layers = self.simulate(spikes)
             return {"layers": layers, "comps": self.compartments(layers, None),
@@ -309,6 +344,41 @@ class ReferenceSimulator:
                 acc = total.setdefault(key, {})
                 for var, dv in d.items():
                     acc[var] = acc.get(var, 0.0) + dv
+        return {"layers": layers, "comps": comps, "increments": total}
+
+    def _run_sequence(self, spikes: np.ndarray, target: np.ndarray | None, *,
+                      apply: bool = True) -> dict:
+        """A timed program's sample: a sequence, one learning epoch per step. The traces
+        start at 0 and are updated before the weight updates of each epoch read them;
+        without a target, the sequence runs unchanged and the output is read in its last
+        learning epoch (the answer at the sequence's last step)."""
+        prog, batch = self.program, spikes.shape[1]
+        if spikes.shape[0] != self.cfg.timesteps:
+            raise LoweringError(f"input has {spikes.shape[0]} steps, the config says T = "
+                                f"{self.cfg.timesteps}")
+        self.traces = {}
+        for up in prog.updates:
+            for var in trace_vars(prog, up.projection):
+                for layer, st in self.state[up.projection].items():
+                    self.traces.setdefault((up.projection, layer), {})[var] = np.zeros(
+                        (batch, *st["w"].shape))
+        neurons, steps, total = self._neurons(batch), prog.epoch_steps, {}
+        for sub in range(prog.epochs):
+            layers = self.simulate(spikes[sub * steps:(sub + 1) * steps], neurons=neurons,
+                                   start=sub * steps)
+            if target is None:
+                continue
+            comps = self.compartments(layers, target, sub=sub)
+            self.apply(self.increments(comps, only="traces"))
+            incs = self.increments(comps, only="w")
+            if apply:
+                self.apply(incs)
+            for key, d in incs.items():
+                acc = total.setdefault(key, {})
+                for var, dv in d.items():
+                    acc[var] = acc.get(var, 0.0) + dv
+        if target is None:
+            comps = self.compartments(layers, None, consts=self.sub_consts[-1])
         return {"layers": layers, "comps": comps, "increments": total}
 
     # -- noise epochs -----------------------------------------------------------------

@@ -69,6 +69,7 @@ from .noise import (
     rewrite_slow,
     slow_name,
 )
+from .timed import check_timed, end_phases
 
 __all__ = [
     "SYMBOLS", "SpikingConfig", "SpikingSymbol", "SpikingProgram", "CompartmentEq",
@@ -302,6 +303,7 @@ class CompartmentEq:
     expr: sympy.Expr
     text: str
     line: int = 0
+    last: bool = False  # holds during an end phase: the sequence's last learning epoch only
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,7 @@ class SpikingProgram:
     slow_computed: tuple[str, ...] = ()  # slow(X) of computed X (after the equations)
     slow_decay: float = 0.0  # per learning epoch
     noise_phases: tuple[NoisePhase, ...] = ()
+    timed: bool = False  # a recurrent rule: traces per sequence, updated before w (.timed)
 
     @property
     def name(self) -> str:
@@ -427,12 +430,18 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
     ``check_locality``: refuse a non-local rule (LocalityError) unless ``allow_nonlocal``;
     printing (``neurolocal compile``) passes False because the CLI has already checked.
     """
+    if config is None and "recurrent" in rule.features():  # printed: row-by-row MNIST's shape
+        from .timed import sequence_config
+        config = sequence_config(SpikingConfig(), 28, 10)
     config = config or SpikingConfig()
     if check_locality and not allow_nonlocal:
         from neurolocal.locality import require_local
         require_local(rule)
     _check_globals(rule)
     _check_features(rule)
+    timed = "recurrent" in rule.features()
+    if timed:
+        check_timed(rule)
     _check_functions(rule)
     _check_held_values(rule)
     sources = noise_sources(rule)
@@ -458,7 +467,8 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
         output_eqs=output_eqs, hidden_eqs=hidden_eqs, feedback=plans, updates=updates,
         notes=tuple(notes), state_vars={p: tuple(rule.state_vars(p)) for p in rule.projections},
         epochs=epochs, noise_sources=sources, slow_measured=slow_m, slow_computed=slow_c,
-        slow_decay=math.exp(-steps / tau_slow), noise_phases=noise_phases(rule, plans, config))
+        slow_decay=math.exp(-steps / tau_slow), noise_phases=noise_phases(rule, plans, config),
+        timed=timed)
 
 
 def _rewritten(rule: Rule):
@@ -514,8 +524,9 @@ def step_globals(rule: Rule, projection: str = FORWARD) -> tuple[str, ...]:
     size (``lr`` for ``dw = -lr * post.delta * pre.r - lr * wd * syn.w``), found from the
     update's form, not its name."""
     common: set[str] | None = None
+    timed = "recurrent" in rule.features()  # eligibility traces take no step
     for u in rule.updates:
-        if u.projection != projection or u.phase is not None:
+        if u.projection != projection or u.phase is not None or (timed and u.var != "w"):
             continue
         for term in split_terms(u.expr):
             names = {Ref.of(s).name for s in sympy.sympify(term.coef).free_symbols
@@ -552,7 +563,8 @@ def _check_held_values(rule: Rule) -> None:
 def _compartment_eq(rule: Rule, eq, where: str) -> CompartmentEq:
     """An output or hidden equation the epoch program runs, checked for what spiking allows."""
     name = rule.name
-    if getattr(eq, "phase", None):
+    last = getattr(eq, "phase", None) in end_phases(rule)
+    if getattr(eq, "phase", None) and not last:
         raise LoweringError(f"rule {name}: {where} {eq.target} during {eq.phase} = "
                             f"{eq.text}{_where(eq.line)} is a settling equation: "
                             f"{UNSUPPORTED_FEATURES['relax']}")
@@ -576,7 +588,7 @@ def _compartment_eq(rule: Rule, eq, where: str) -> CompartmentEq:
             f"rule {name}: {where} {eq.target} = {eq.text}{_where(eq.line)} overwrites "
             f"{eq.target}, which spiking targets measure from the spikes "
             f"({SYMBOLS[eq.target].meaning}); compute a new compartment instead")
-    return CompartmentEq(eq.target, eq.expr, eq.text, eq.line)
+    return CompartmentEq(eq.target, eq.expr, eq.text, eq.line, last)
 
 
 def _update_plan(rule: Rule, u, sources=(), slow_refs=()) -> UpdatePlan:
@@ -629,8 +641,6 @@ UNSUPPORTED_FEATURES = {
                          "second signal up the same synapses; spiking targets deliver only "
                          "spikes up W",
     "lateral": "projections within a layer are not lowered to spiking targets yet",
-    "recurrent": "recurrent networks (time steps, R, end phases, future) run in rate mode "
-                 "only for now (--target numpy|torch)",
 }
 
 
@@ -744,14 +754,14 @@ def describe_program(program: SpikingProgram) -> list[str]:
     return describe(program)
 
 
-def require_dense(net: Network, target: str) -> None:
-    """A target that lowers dense layers only: a conv or recurrent net gets an error naming it
-    (conv nets: :func:`.conv_spiking.conv_refusal`)."""
-    if getattr(net, "recurrent", None):
+def require_dense(net: Network, target: str, *, recurrent: bool = False) -> None:
+    """Spiking targets lower dense layers (and recurrent ones where ``recurrent``); a conv or
+    recurrent net gets an error naming it (conv nets: :func:`.conv_spiking.conv_refusal`)."""
+    if getattr(net, "recurrent", None) and not recurrent:
         raise LoweringError(
             f"the {target} target runs feed-forward layers only; layer {min(net.recurrent)} of "
-            "this network is recurrent (R): recurrent networks run in rate mode only for now "
-            "(--target numpy|torch)")
+            "this network is recurrent (R): recurrent networks run in rate mode (--target "
+            "numpy|torch) and, spiking, on snntorch and brian2")
     if getattr(net, "convs", None):
         from .conv_spiking import conv_refusal
 

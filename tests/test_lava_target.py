@@ -70,9 +70,9 @@ EXPECTED = {
     "frsf": "nonlocal|tied to the forward weights",
     "brsf": "nonlocal|'resample' redraws",
     "ar-exact": "nonlocal|relax phase",
-    "dfa-rnn": "recurrent networks",
-    "sdfa-rnn": "recurrent networks",
-    "bptt": "nonlocal|recurrent networks",
+    "dfa-rnn": "does not lower recurrent rules",
+    "sdfa-rnn": "does not lower recurrent rules",
+    "bptt": "nonlocal|future-in-time",
 }
 
 CFG = SpikingConfig(timesteps=8)

@@ -218,5 +218,11 @@ def test_spiking_targets_refuse_recurrent_networks_naming_the_layer(target):
     net = build_rnn(5, [7], 3, get_rule("dfa"))
     with pytest.raises(LoweringError, match="layer 1 of this network is recurrent"):
         t.runner(net)
+    if target == "snntorch":  # lowers recurrent rules (tests/test_spiking_recurrent.py)
+        assert t.lower(get_rule("dfa-rnn")).timed
+        return
+    if target == "brian2":
+        assert "nl_R1 = Synapses(nl_L1, nl_L1" in t.compile(get_rule("dfa-rnn"))
+        return
     with pytest.raises(LoweringError, match="on R"):
         t.lower(get_rule("dfa-rnn"))

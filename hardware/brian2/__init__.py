@@ -26,9 +26,14 @@ class Brian2Target(Target):
               config: SpikingConfig | None = None, allow_nonlocal: bool = False
               ) -> Brian2Model:
         program = lower_rule(rule, config, allow_nonlocal=allow_nonlocal)
-        sizes = network.sizes if network is not None else [784, 500, 10]
+        if network is not None:
+            sizes, recurrent = network.sizes, tuple(sorted(network.recurrent))
+        elif program.timed:  # row-by-row MNIST's shape
+            sizes, recurrent = [28, 128, 10], (1,)
+        else:
+            sizes, recurrent = [784, 500, 10], ()
         mode = "poisson" if program.config.encoding == "poisson" else "raster"
-        return build_model(program, sizes, input_mode=mode)
+        return build_model(program, sizes, input_mode=mode, recurrent=recurrent)
 
     def render(self, program: Brian2Model) -> str:
         return program.text()

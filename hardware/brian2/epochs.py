@@ -27,7 +27,7 @@ OWN_NAMES = {"sub", "learning", "endsample", "nzep", "sN", "ndsum", "keep", "gat
 def scheduled(program: SpikingProgram) -> bool:
     """Does the program need the per-epoch schedule (anything beyond one epoch per sample)?"""
     return program.epochs > 1 or bool(program.noise_sources or program.slow
-                                      or program.noise_phases)
+                                      or program.noise_phases or program.timed)
 
 
 def _comp(name: str) -> str:
@@ -156,7 +156,8 @@ def reset_code(program: SpikingProgram, layer: int, depth: int, traces: list[str
         if sub:
             out.append("last = last*(1 - endsample)")
     # learning: the epoch's traces restart; inference: they run through the sample
-    keep = "(1 - learning)*(1 - endsample)" if program.epochs > 1 else "0"
+    keep = "(1 - learning)*(1 - endsample)" if program.epochs > 1 and not program.timed \
+        else "0"  # a timed program reads its output in the last learning epoch
     out += [f"{t} = {t}*{keep}" for t in (*traces, "spk", "asum")]
     out += [f"sS_{n} = sS_{n}*(1 - endsample)" for n in program.slow]
     if program.noise_phases:

@@ -243,6 +243,12 @@ def _update_code(program: SpikingProgram, projection: str, *, bias: bool, ups=No
     lines: list[str] = []
     ups = program.updates_for(projection) if ups is None else ups
     g = f"*{gate}" if gate else ""
+    if program.timed and phase is None:  # eligibility traces first, then w reads them
+        traces = tuple(u for u in ups if u.var != "w")
+        ups = tuple(u for u in ups if u.var == "w")
+        if traces:
+            lines += _update_code(program, projection, bias=bias, ups=traces, gate=gate,
+                                  phase="").splitlines()
     for up in ups:
         lines.append(f"# d{up.var} = {up.text}")
         body = " + ".join(f"({pr.doprint(t.expr)})" for t in up.terms) or "0.0"
@@ -266,8 +272,9 @@ def _update_code(program: SpikingProgram, projection: str, *, bias: bool, ups=No
 
 
 def build_model(program: SpikingProgram, sizes: list[int], *,
-                input_mode: str = "poisson") -> Brian2Model:
-    """The Brian2 objects for ``program`` on an MLP of ``sizes`` (as data)."""
+                input_mode: str = "poisson", recurrent: tuple[int, ...] = ()) -> Brian2Model:
+    """The Brian2 objects for ``program`` on an MLP of ``sizes`` (as data); ``recurrent``:
+    the layers with recurrent synapses R (a Synapses from the group to itself)."""
     if input_mode not in INPUT_MODES:
         raise LoweringError(f"unknown Brian2 input mode {input_mode!r}: expected one of "
                             f"{', '.join(INPUT_MODES)}")
@@ -280,8 +287,13 @@ def build_model(program: SpikingProgram, sizes: list[int], *,
     ns.update(ep.namespace(program))
     groups = [_group(program, layer, n, len(sizes) - 1, input_mode)
               for layer, n in enumerate(sizes)]
-    return Brian2Model(program, list(sizes), input_mode, groups,
-                       _synapses(program, len(sizes) - 1), ns)
+    synapses = _synapses(program, len(sizes) - 1)
+    if recurrent or program.timed:
+        from .recurrent import add_trace_resets, recurrent_synapses
+
+        synapses += recurrent_synapses(program, recurrent)
+        add_trace_resets(program, synapses)
+    return Brian2Model(program, list(sizes), input_mode, groups, synapses, ns)
 
 
 def _syn_vars(program: SpikingProgram, projection: str) -> list[str]:
@@ -337,6 +349,9 @@ def _epoch_operations(program: SpikingProgram, layer: int, depth: int) -> list[O
 
     def eq_code(eqs) -> list[str]:
         return [f"# {e.target} = {e.text}\n{comp_name(e.target)} = {gp.doprint(e.expr)}"
+                if not e.last else  # an end-phase equation: the last learning epoch only
+                f"# {e.target} = {e.text} (last learning epoch only)\n{comp_name(e.target)} = "
+                f"endsample*({gp.doprint(e.expr)}) + (1 - endsample)*{comp_name(e.target)}"
                 for e in eqs]
 
     if layer == depth and (program.output_eqs or ep.after_equations(program, layer)):
@@ -357,6 +372,9 @@ def _epoch_operations(program: SpikingProgram, layer: int, depth: int) -> list[O
     traces = [t for t in ("tr1", "tr2", "tr3") if t in program.raw]
     if ep.scheduled(program):
         resets = ep.reset_code(program, layer, depth, traces)
+        if program.timed and layer and FORWARD in program.learned_projections:
+            resets += [f"b_{syn_name(v)} = b_{syn_name(v)}*(1 - endsample)"  # per sequence
+                       for v in _syn_vars(program, FORWARD)]
     else:
         resets = ["age = 0", "u = 0", "v = 0", "I = 0"] if layer else []
         if layer and program.config.reset == "subtract":

@@ -19,6 +19,7 @@ from neurolocal.rule import FORWARD
 
 from ..encoding import encode_input
 from ..semantics import feedback_matrix, require_dense
+from ..timed import check_recurrent, encode_sequence, trace_vars
 from . import epochs as ep
 from .lower import (
     ORDER_NEXT,
@@ -78,7 +79,8 @@ class Brian2Runner:
                  input_mode: str | None = None, seed: int = 0):
         import brian2 as b2
 
-        require_dense(net, "brian2")
+        require_dense(net, "brian2", recurrent=True)
+        check_recurrent(net, model.program, "brian2")
         if list(model.sizes) != list(net.sizes):
             raise LoweringError(f"the Brian2 model was built for layers {model.sizes}, the "
                                 f"network has {net.sizes}")
@@ -89,8 +91,11 @@ class Brian2Runner:
         self.codegen = set_prefs(codegen)
         b2.seed(seed)
         self.rng = np.random.default_rng(seed)
-        if input_mode is not None and input_mode != model.input_mode:
-            model = build_model(self.program, net.sizes, input_mode=input_mode)
+        recurrent = tuple(sorted(net.recurrent))
+        if (input_mode is not None and input_mode != model.input_mode) or \
+                {s.layer for s in model.synapses if s.kind == "recurrent"} != set(recurrent):
+            model = build_model(self.program, net.sizes, input_mode=input_mode or
+                                model.input_mode, recurrent=recurrent)
         self.model = model
         self.input_mode = model.input_mode
         self._build()
@@ -161,7 +166,13 @@ class Brian2Runner:
         for (proj, layer), (syn, spec) in self.synapses.items():
             st = self.net.state[proj][layer]
             i, j = syn.i[:], syn.j[:]
-            if spec.kind == "forward":
+            if self.program.timed:  # eligibility traces start at 0 with every sequence
+                st = {k: (v if k not in trace_vars(self.program, proj) else 0.0 * v)
+                      for k, v in st.items()}
+            if spec.kind == "recurrent":
+                for var, value in st.items():
+                    setattr(syn, syn_name(var), np.asarray(value, np.float64)[j, i])
+            elif spec.kind == "forward":
                 for var, value in st.items():
                     setattr(syn, syn_name(var), np.asarray(value, np.float64)[j, i])
                 grp = self.groups[layer]
@@ -195,7 +206,7 @@ class Brian2Runner:
             d = {}
             for var in st:
                 m = np.zeros(st[var].shape)
-                if spec.kind == "forward":
+                if spec.kind == "forward" and proj == FORWARD:
                     m[j, i] = getattr(syn, syn_name(var))[:]
                     grp = self.groups[layer]
                     m[:, -1] = grp.b[:] if var == "w" else (
@@ -211,7 +222,8 @@ class Brian2Runner:
         """Write the weights back into the network."""
         for proj, layers in self.weights().items():
             for layer, d in layers.items():
-                if proj != FORWARD and self.synapses[(proj, layer)][1].plan.mode != "learned":
+                spec = self.synapses[(proj, layer)][1]
+                if spec.kind == "feedback" and spec.plan.mode != "learned":
                     continue
                 for var, m in d.items():
                     self.net.state[proj][layer][var] = m.astype(np.float32)
@@ -244,8 +256,9 @@ class Brian2Runner:
         out = self.groups[self.net.depth]
         if q.get("target") is not None:
             setattr(out, comp_name("target"), q["target"][e["i"]])
-        if self.input_mode == "poisson":
-            self.groups[0].p_in = q["p"][e["i"]] if sample else 0.0
+        if self.input_mode == "poisson":  # a sequence: its step sub's row
+            p = q["p"][e["i"]] if q["p"].ndim == 2 else q["p"][e["i"], e.get("sub", 0)]
+            self.groups[0].p_in = p if sample else 0.0
         if not self.scheduled:
             return
         for layer, grp in self.groups.items():
@@ -303,6 +316,8 @@ class Brian2Runner:
     def _inputs(self, x: Any) -> np.ndarray:
         if self.input_mode == "poisson":
             return np.asarray(x, np.float64)
+        if self.program.timed:  # sequences (N, steps, features)
+            return np.moveaxis(encode_sequence(np.asarray(x), self.cfg, seed=self.rng), 0, 1)
         return np.moveaxis(encode_input(np.asarray(x), self.cfg, seed=self.rng), 0, 1)
 
     def _raster(self, spikes: np.ndarray) -> np.ndarray:
@@ -368,6 +383,9 @@ class Brian2Runner:
         asum = np.asarray(self.monitor.asum[:, before:]).T[ends]
         t = self.cfg.timesteps
         depth = self.net.depth
+        if self.program.timed:  # the answer: the output over the last learning epoch
+            k = self.program.constants(depth, self.program.epochs - 1)
+            return k["k1"] * tr1 + (0.5 / k["T"]) * np.tanh(asum / k["T"])
         return self.cfg.gain(1, depth) * tr1 + (0.5 / t) * np.tanh(
             asum / self.cfg.window(depth))
 

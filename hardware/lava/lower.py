@@ -46,6 +46,7 @@ from ..semantics import (
     lower_rule,
     require_dense,
 )
+from ..timed import refuse_timed
 from .loihi_rule import Factor
 from .neurons import neuron_program
 from .program import (
@@ -86,6 +87,13 @@ def _where(line: int) -> str:
     return f" (line {line})" if line else ""
 
 
+#: why the Lava lowering refuses recurrent rules (docs/recurrent.md, "Spiking")
+LAVA_TIMED = (": Loihi 2's learning engine computes dt and dw of an epoch from the same old "
+              "state, so a weight update that reads the eligibility trace after this epoch's "
+              "increment needs the update rewritten over the tag's increment, and the tag "
+              "(syn.e) must restart with every sequence; neither is lowered yet")
+
+
 def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Network | None = None,
                    sizes: tuple[int, ...] | list[int] | None = None,
                    options: LavaOptions | None = None, allow_nonlocal: bool = False,
@@ -98,6 +106,7 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
     """
     program = lower_rule(rule, config or SpikingConfig(), allow_nonlocal=allow_nonlocal,
                          check_locality=check_locality)
+    refuse_timed(program, "lava", LAVA_TIMED)
     if net is None:
         net = build_mlp(list(sizes or (784, 100, 10)), rule, seed=0)
     elif net.rule is not rule and net.rule.name != rule.name:

@@ -36,6 +36,10 @@ class SnnTorchTarget(Target):
         if network.convs:
             from .conv import ConvSnnTorchRunner
             return ConvSnnTorchRunner(network, program, **options)
+        if network.recurrent or program.timed:
+            from .recurrent import SnnTorchSequenceRunner
+
+            return SnnTorchSequenceRunner(network, program, **options)
         return SnnTorchRunner(network, program, **options)
 
     def run_converted(self, model: Any, x: Any, timesteps: int, **kw: Any) -> Any:

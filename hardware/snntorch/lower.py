@@ -47,8 +47,11 @@ def generate_source(program: SpikingProgram) -> str:
     for name in program.computed:
         lines.append(f"    c[{name!r}] = ops.zeros_like(st['tr1'])")
     lines += ["    return c", ""]
-    for where, eqs in (("output_neuron", program.output_eqs),
-                       ("hidden_neuron", program.hidden_eqs)):
+    groups = [("output_neuron", program.output_eqs), ("hidden_neuron", program.hidden_eqs)]
+    if program.timed:  # before the sequence's last learning epoch: no end-phase equations
+        groups += [(f"{where}_early", tuple(e for e in eqs if not e.last))
+                   for where, eqs in groups]
+    for where, eqs in groups:
         pr = ArrayPrinter({"self": "c"})
         lines.append(f"def {where}(c, g):")
         for eq in eqs:

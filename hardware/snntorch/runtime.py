@@ -33,6 +33,8 @@ class SnnTorchRunner:
     updates averaged; 1 is strictly online); :meth:`predict` scores without learning.
     """
 
+    recurrent_ok = False  # recurrent layers: .recurrent.SnnTorchSequenceRunner
+
     def __init__(self, net: Network, program: SpikingProgram, *, device: str = "cpu",
                  dtype: str = "float32", seed: int = 0, batch_size: int = 20):
         import snntorch as snn
@@ -107,7 +109,7 @@ class SnnTorchRunner:
 
     # -- the forward projections (conv layers override these: .conv) -------------------
     def _check_network(self, net: Network, program: SpikingProgram) -> None:
-        require_dense(net, "snntorch")
+        require_dense(net, "snntorch", recurrent=self.recurrent_ok)
 
     def _inflow(self, layer: int, prev: Any) -> Any:
         """What the spike train (steps, B, n_below) delivers to ``layer``, one step later;

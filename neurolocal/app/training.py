@@ -391,6 +391,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
         rule = _spiking_steps(rule, cfg, target) if per_sample is not None else rule
     net = _network(cfg, rule, train_set.x.shape[-1], n_classes, init)
     scfg = _spiking_config(cfg, meta) if spiking else None
+    if spiking and net.recurrent:  # a sequence is one sample, a step one learning epoch
+        from .recurrent_spiking import check_rule, sequence_config
+
+        check_rule(net, rule, target.name)
+        scfg = sequence_config(cfg, meta, scfg, int(train_set.x.shape[1]))
     program = target.lower(rule, network=net, config=scfg, allow_nonlocal=cfg.allow_nonlocal)
     runner = target.bind(net, program, **_bind_options(cfg, target))
     extra: dict[str, Any] = {}
@@ -449,6 +454,9 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
         if target.mode == "rate":
             angles = recurrent_update_angles if runner.net.recurrent else update_angles
             entry["update_angles"] = angles(runner, *probe)
+        elif runner.net.recurrent:
+            from .recurrent_spiking import spiking_sequence_angles
+            entry["update_angles"] = spiking_sequence_angles(runner, *probe, seed=cfg.seed)
         else:
             entry["update_angles"] = spiking_update_angles(runner, *probe, seed=cfg.seed)
         history.append(entry)
