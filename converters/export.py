@@ -53,6 +53,12 @@ def spiking_graph(net: Network, config: Any, *, dt: float = DT) -> Any:
     if net.convs:
         raise ConversionError("spiking-trained networks are dense; this one has conv layers "
                               "(export it with `neurolocal convert` instead)")
+    if net.recurrent:
+        raise ConversionError(
+            f"layer {min(net.recurrent)} of this spiking-trained network is recurrent (R): its "
+            "export is not written yet, and a graph without R would be another network; "
+            "recurrent layers do travel in NIR for inference (write_nir of an SNNModel with "
+            "SNNLayer.recurrent, snntorch's RLeaky form)")
     if config.reset != "zero":
         raise ConversionError(f"reset {config.reset!r}: NIR's CubaLIF resets to v_reset in the "
                               "step it spikes; only the learning targets' reset='zero' exports")

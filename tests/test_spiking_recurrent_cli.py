@@ -30,6 +30,10 @@ def test_train_on_snntorch_writes_json_and_a_checkpoint_that_continues(tmp_path,
                  "snntorch", "--samples", "20", "--test-samples", "10", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["timesteps"] == 20 and again["rule"] == "dfa-rnn"  # E = 4 from the checkpoint
+    # export would drop R: refused by name, nothing written
+    assert main(["export", str(out), "--out", str(tmp_path / "rnn.nir")]) == 2
+    assert "recurrent (R)" in capsys.readouterr().err
+    assert not (tmp_path / "rnn.nir").exists()
 
 
 def test_leak_sets_the_current_decay_per_sequence_step(capsys):
