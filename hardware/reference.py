@@ -78,6 +78,14 @@ class ReferenceSimulator:
                         for e in program.hidden_eqs]
         self.term_fns = {(u.projection, u.var): [_lambdify(t.expr, _term_names(t.expr))
                                                  for t in u.terms] for u in program.updates}
+        self.relax_fns = [(plan, [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+                                  for e in plan.output_rates],
+                           [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+                            for e in plan.hidden_rates],
+                           [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+                            for e in plan.output_derived],
+                           [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+                            for e in plan.hidden_derived]) for plan in program.relax]
         self.noise_fns = {ph.name: [(u, [_lambdify(t.expr, _term_names(t.expr)) for t in u.terms])
                                     for u in ph.updates] for ph in program.noise_phases}
         self.fixed = {}
@@ -181,9 +189,41 @@ class ReferenceSimulator:
                 src = comps[layer + 1] if fb.scope == "next" else comps[top]
                 c[fb.target] = c[fb.target] + src[fb.source] @ self.feedback_weights(fb, layer).T
             self._run_eqs(c, self.hid_fns)
+        self.relax(comps)
         for c, tr in zip(comps, slow, strict=True):
             self._slow(c, tr, prog.slow_computed)
         return comps
+
+    def relax(self, comps: list[dict]) -> None:
+        """The settling stretch of every relax phase, one neuron at a time: Euler steps of
+        every layer from the values before the step, then top-down the output's and each
+        hidden layer's static equations, its feedback recomputed from the layer above."""
+        top = self.net.depth
+        for plan, out_rates, hid_rates, out_derived, hid_derived in self.relax_fns:
+            for _ in range(plan.steps):
+                rates = [(top, out_rates)] + [(layer, hid_rates) for layer in range(1, top)]
+                incs = []
+                for layer, fns in rates:
+                    env = {**self.env0, **comps[layer]}
+                    incs += [(layer, x, np.broadcast_to(fn(env), comps[layer]["r"].shape))
+                             for x, fn in fns]
+                for layer, x, dx in incs:
+                    old = comps[layer][x]
+                    new = np.empty_like(old)
+                    for b in range(old.shape[0]):
+                        for i in range(old.shape[1]):
+                            new[b, i] = old[b, i] + plan.rate * dx[b, i]
+                    comps[layer][x] = new
+                self._run_eqs(comps[top], out_derived)
+                for layer in range(top - 1, 0, -1):
+                    c = comps[layer]
+                    for target in {fb.target for fb in self.program.feedback}:
+                        c[target] = np.zeros_like(c["r"])
+                    for fb in self.program.feedback:
+                        src = comps[layer + 1] if fb.scope == "next" else comps[top]
+                        c[fb.target] = c[fb.target] + src[fb.source] @ \
+                            self.feedback_weights(fb, layer).T
+                    self._run_eqs(c, hid_derived)
 
     def _slow(self, c: dict, traces: dict, names) -> None:
         """slow(X): the normalised low-pass of X over this sample's learning epochs."""

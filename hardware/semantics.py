@@ -39,7 +39,8 @@ constant ``T`` is the layer's window.
 equations run (``err = r - target``), the error travels down the feedback projections into each
 hidden neuron's error compartment (a graded third factor, once per epoch), the hidden equations
 run, and every update term is evaluated once, averaged over the batch, and applied (plain SGD,
-or per-synapse momentum).
+or per-synapse momentum). A rule with relax phases settles between the equations and the
+updates (:mod:`.relax`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from .noise import (
     rewrite_slow,
     slow_name,
 )
+from .relax import relax_plans, split_dynamic
 
 __all__ = [
     "SYMBOLS", "SpikingConfig", "SpikingSymbol", "SpikingProgram", "CompartmentEq",
@@ -366,6 +368,7 @@ class SpikingProgram:
     slow_computed: tuple[str, ...] = ()  # slow(X) of computed X (after the equations)
     slow_decay: float = 0.0  # per learning epoch
     noise_phases: tuple[NoisePhase, ...] = ()
+    relax: tuple = ()  # of relax.RelaxPlan: settling stretches, in declaration order
 
     @property
     def name(self) -> str:
@@ -438,12 +441,17 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
     sources = noise_sources(rule)
     eqs, ups, slow_refs = _rewritten(rule)
     reserved_names(rule, {r.name for r in slow_refs})
+    eqs, dynamic = split_dynamic(eqs)
     output_eqs = tuple(_compartment_eq(rule, eq, "output") for eq in eqs if eq.where == "output")
     hidden_eqs = tuple(_compartment_eq(rule, eq, "neuron") for eq in eqs if eq.where != "output")
+    relax = relax_plans(rule, dynamic, output_eqs, hidden_eqs,
+                        lambda eq, where: _compartment_eq(rule, eq, where))
+    rates = tuple(e for plan in relax for e in (*plan.hidden_rates, *plan.output_rates))
     notes: list[str] = []
     plans = tuple(_feedback_plan(rule, fb, allow_nonlocal, notes) for fb in rule.feedback.values())
     updates = tuple(_update_plan(rule, u, sources, slow_refs) for u in ups)
-    measured, raw, sym = _measured(config, output_eqs, hidden_eqs, plans, updates, sources)
+    measured, raw, sym = _measured(config, output_eqs, (*hidden_eqs, *rates), plans, updates,
+                                   sources)
     slow_m, slow_c = _slow_split(rule, slow_refs, measured, output_eqs, hidden_eqs)
     measured = tuple(dict.fromkeys([*measured, *(n for n in slow_m if n not in measured)]))
     computed = tuple(dict.fromkeys([*(fb.target for fb in rule.feedback.values()), "err",
@@ -458,7 +466,8 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
         output_eqs=output_eqs, hidden_eqs=hidden_eqs, feedback=plans, updates=updates,
         notes=tuple(notes), state_vars={p: tuple(rule.state_vars(p)) for p in rule.projections},
         epochs=epochs, noise_sources=sources, slow_measured=slow_m, slow_computed=slow_c,
-        slow_decay=math.exp(-steps / tau_slow), noise_phases=noise_phases(rule, plans, config))
+        slow_decay=math.exp(-steps / tau_slow), noise_phases=noise_phases(rule, plans, config),
+        relax=relax)
 
 
 def _rewritten(rule: Rule):
@@ -545,17 +554,14 @@ def _check_held_values(rule: Rule) -> None:
         for ref in refs:
             if ref.phase:
                 raise LoweringError(f"rule {rule.name}: {what}{_where(line)} reads {ref}, a value "
-                                    f"held from phase {ref.phase}: spiking targets have no "
-                                    "phases")
+                                    f"held from phase {ref.phase}: spiking targets do not "
+                                    "hold values from a phase yet; read the compartment "
+                                    "itself (updates read its relaxed value)")
 
 
 def _compartment_eq(rule: Rule, eq, where: str) -> CompartmentEq:
     """An output or hidden equation the epoch program runs, checked for what spiking allows."""
     name = rule.name
-    if getattr(eq, "phase", None):
-        raise LoweringError(f"rule {name}: {where} {eq.target} during {eq.phase} = "
-                            f"{eq.text}{_where(eq.line)} is a settling equation: "
-                            f"{UNSUPPORTED_FEATURES['relax']}")
     for ref in refs_in(eq.expr):
         if ref.scope in OTHER_NEURON_SCOPES:
             via = [fb.name for fb in rule.feedback.values()
@@ -620,9 +626,6 @@ def _measured(config: SpikingConfig, output_eqs, hidden_eqs, plans, updates, sou
 
 #: What a spiking target cannot run (keys of ``Rule.features()``), and why.
 UNSUPPORTED_FEATURES = {
-    "relax": "a relax phase iterates the neuron equations to a fixed point within one sample; "
-             "a spiking network runs its own dynamics during the epoch instead, and spiking "
-             "targets do not lower settling equations yet",
     "hold": "values held from an earlier phase need phases; spiking targets run one kind of "
             "epoch",
     "forward-multiplex": "a projection from prev.* through the forward synapses sends a "

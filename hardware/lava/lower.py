@@ -38,6 +38,7 @@ from neurolocal.symbols import Ref
 
 from ..noise import NOISE_DRIVE
 from ..profiles import LOIHI2, Profile
+from ..relax import refuse_relax
 from ..semantics import (
     FeedbackPlan,
     SpikingConfig,
@@ -98,6 +99,11 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
     """
     program = lower_rule(rule, config or SpikingConfig(), allow_nonlocal=allow_nonlocal,
                          check_locality=check_locality)
+    if not any(fb.mode == "tied" for fb in program.feedback):  # tied: refused below
+        refuse_relax(program, "lava", "does not lower a relax phase's settling stretch yet: "
+                     "its neuron programs run the epoch's equations once and have no Euler "
+                     "steps of the relaxed compartments with graded feedback spikes between "
+                     "them (a missing lowering, not a Loihi 2 limit); run it on snntorch")
     if net is None:
         net = build_mlp(list(sizes or (784, 100, 10)), rule, seed=0)
     elif net.rule is not rule and net.rule.name != rule.name:

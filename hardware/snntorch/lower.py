@@ -11,6 +11,7 @@ import sympy
 
 from ..printing import ArrayPrinter, update_term_lines
 from ..semantics import CONSTANTS, SpikingConfig, SpikingProgram, describe_program
+from .relax import relax_source
 
 
 class _Printer(ArrayPrinter):
@@ -64,6 +65,7 @@ def generate_source(program: SpikingProgram) -> str:
         lines.append(f"    c[{fb.target!r}] = c[{fb.target!r}] + "
                      f"ops.matmul({src}[{fb.source!r}], fbw[{fb.name!r}].T)")
     lines += ["    return c", ""]
+    lines += relax_source(program)
     for proj in program.learned_projections:
         lines += _update_function(program.updates_for(proj), update_function_name(proj))
     for ph in program.noise_phases:

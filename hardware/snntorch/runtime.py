@@ -24,6 +24,7 @@ from ..encoding import encode_input
 from ..noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
 from ..semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
 from .lower import generate_source, noise_function_name, update_function_name
+from .relax import settle
 
 
 class SnnTorchRunner:
@@ -211,6 +212,8 @@ class SnnTorchRunner:
             nxt = comps[layer + 1]
             self.mod["feedback"](comps[layer], nxt, out, fbw)
             self.mod["hidden_neuron"](comps[layer], self.g)
+        if self.program.relax:
+            settle(self, comps)
         for c, tr in zip(comps, slow, strict=True):
             self._slow(c, tr, self.program.slow_computed)
         return comps

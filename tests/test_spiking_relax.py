@@ -1,0 +1,139 @@
+"""Relax phases on the spiking targets: the settling stretch of the learning epoch.
+
+The reference simulator's relaxation is pinned by its fixed point and its first Euler step;
+snntorch (float64) is held to the reference on a fixed spike train, like every rule in
+test_spiking_agreement.py; what cannot lower yet is refused by name.
+"""
+
+import numpy as np
+import pytest
+
+from neurolocal.errors import LoweringError
+from neurolocal.hardware.base import get_target
+from neurolocal.hardware.reference import ReferenceSimulator
+from neurolocal.hardware.semantics import SpikingConfig, lower_rule
+from neurolocal.network import build_mlp
+from neurolocal.parser import parse_rule
+from neurolocal.rules import get_rule
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+T, EPOCHS = 12, 6
+CONFIGS = {
+    "if": SpikingConfig(timesteps=T),
+    "lif": SpikingConfig(timesteps=T, du=0.5, dv=0.2, vth=0.7, tau1=6.0, surrogate="spiked",
+                         optimiser="momentum"),
+}
+
+
+def _setup(rule, config, sizes, *, allow_nonlocal=False, seed=3):
+    net = build_mlp(sizes, rule, seed=seed)
+    for layer in range(1, net.depth + 1):  # enough drive that every layer spikes
+        net.state["W"][layer]["w"] *= 4.0
+        net.state["W"][layer]["w"][:, -1] = 0.1
+    rng = np.random.default_rng(7)
+    spikes = (rng.random((EPOCHS, config.timesteps, sizes[0])) < 0.4).astype(np.float64)
+    targets = np.eye(sizes[-1])[rng.integers(0, sizes[-1], EPOCHS)]
+    program = lower_rule(rule, config, allow_nonlocal=allow_nonlocal)
+    return net, ReferenceSimulator(net, program), spikes, targets
+
+
+def _ar(**globals_):
+    return get_rule("ar").with_globals(lr=0.5, **globals_)
+
+
+def _with_steps(rule_name: str, steps: int, rate: float):
+    text = get_rule(rule_name).text
+    import re
+    text = re.sub(r"relax\(steps=\d+, rate=[0-9.]+\)", f"relax(steps={steps}, rate={rate})",
+                  text)
+    return parse_rule(text)
+
+
+def test_the_program_has_the_settling_stretch_and_prints_it():
+    prog = lower_rule(get_rule("ar"), SpikingConfig(timesteps=T))
+    (plan,) = prog.relax
+    assert (plan.name, plan.steps, plan.rate, plan.relaxed) == ("settle", 30, 0.5, ("x",))
+    assert [e.target for e in plan.hidden_derived] == ["g"]  # x = r is only x's start
+    text = get_target("snntorch").compile(get_rule("ar"), config=SpikingConfig(timesteps=T))
+    assert "relax settle: 30 Euler steps of rate 0.5" in text
+    assert "def relax_settle_hidden(c, g):" in text and "d['x'] = c['err'] - c['x']" in text
+
+
+def test_reference_relaxation_reaches_the_fixed_point_and_steps_like_euler():
+    """ar: x_l relaxes to B_l x_{l+1} (x_L = err, clamped); one step is x + h(-x + err)."""
+    config = CONFIGS["if"]
+    sizes = [20, 10, 8, 3]
+    for steps, rate in ((1, 0.5), (200, 0.5)):
+        rule = _with_steps("ar", steps, rate)
+        net, ref, spikes, targets = _setup(rule, config, sizes)
+        layers = ref.simulate(spikes[0][:, None, :])
+        c = ref.compartments(layers, targets[0][None])
+        b1, b2 = (ref.state["B"][k]["w"] for k in (1, 2))
+        x3 = c[3]["r"] - targets[0][None]
+        assert np.abs(x3).max() > 0.1
+        if steps == 1:  # x starts at r; err was delivered from the layer above's start
+            np.testing.assert_allclose(c[2]["x"], c[2]["r"] + 0.5 * (x3 @ b2.T - c[2]["r"]),
+                                       atol=1e-12)
+            np.testing.assert_allclose(c[1]["x"], c[1]["r"] + 0.5 * (c[2]["r"] @ b1.T
+                                                                     - c[1]["r"]), atol=1e-12)
+        else:
+            np.testing.assert_allclose(c[2]["x"], x3 @ b2.T, atol=1e-10)
+            np.testing.assert_allclose(c[1]["x"], x3 @ b2.T @ b1.T, atol=1e-10)
+        # the static equations and the feedback follow the relaxed values
+        np.testing.assert_allclose(c[1]["err"], c[2]["x"] @ b1.T, atol=1e-12)
+        np.testing.assert_allclose(c[1]["g"], c[1]["x"] * c[1]["dphi"], atol=1e-12)
+
+
+@pytest.mark.parametrize("cfg_name", ["if", "lif"])
+def test_snntorch_brian2_and_reference_agree_on_ar(cfg_name):
+    pytest.importorskip("snntorch")
+    pytest.importorskip("brian2")
+    config = CONFIGS[cfg_name]
+    sizes = [20, 10, 3] if cfg_name == "if" else [20, 10, 8, 3]
+    net, ref, spikes, targets = _setup(_ar(), config, sizes)
+    snn = get_target("snntorch").runner(net, config, dtype="float64")
+    b2 = get_target("brian2").runner(net, config, codegen="numpy", input_mode="raster")
+    for k in range(EPOCHS):
+        out = ref.run_epoch(spikes[k][:, None, :], targets[k][None])
+        assert not np.allclose(out["comps"][1]["x"], out["comps"][1]["r"])  # it relaxed
+        snn.run_epoch(spikes[k][:, None, :], targets[k][None])
+    b2.run(spikes, targets, learn=True)
+    b2w, moved = b2.weights(), 0.0
+    for proj in ("W", "B"):
+        for layer, st in ref.state[proj].items():
+            moved += float(np.abs(st["w"] - net.state[proj][layer]["w"]).max())
+            np.testing.assert_allclose(snn.state[proj][layer]["w"].numpy(), st["w"],
+                                       atol=1e-10, rtol=0, err_msg=f"snntorch {proj}{layer}")
+            np.testing.assert_allclose(b2w[proj][layer]["w"], st["w"], atol=1e-10, rtol=0,
+                                       err_msg=f"brian2 {proj}{layer}")
+    assert moved > 1e-3, "the weights must learn for the test to test anything"
+
+
+def test_batched_snntorch_increments_equal_the_reference_batch():
+    pytest.importorskip("snntorch")
+    config = CONFIGS["if"]
+    net, ref, spikes, targets = _setup(_ar(), config, [20, 10, 8, 3])
+    batch = np.transpose(spikes, (1, 0, 2))  # (T, B, n)
+    want = ref.run_epoch(batch, targets, apply=False)["increments"]
+    snn = get_target("snntorch").runner(net, config, dtype="float64", batch_size=EPOCHS)
+    got = snn.run_epoch(batch, targets, apply=False)["increments"]
+    assert set(got) == set(want)
+    for key, d in want.items():
+        for var, v in d.items():
+            np.testing.assert_allclose(got[key][var].numpy(), v, atol=1e-12, rtol=0)
+
+
+def test_the_settling_equations_are_checked():
+    bad_phase = get_rule("ar").text.replace("neuron x during settle", "neuron x during nope")
+    with pytest.raises(Exception, match="nope"):
+        lower_rule(parse_rule(bad_phase))
+    slow = get_rule("ar").text.replace("= -x + err", "= -x + err + slow(a)")
+    with pytest.raises(LoweringError, match=r"reads slow\(\.\.\.\)"):
+        lower_rule(parse_rule(slow), check_locality=False)
+
+
+@pytest.mark.parametrize("rule_name, what", [("pc", "lateral.r"), ("dyninv", "prev.e")])
+def test_lateral_and_prev_projections_are_still_refused_by_name(rule_name, what):
+    with pytest.raises(LoweringError, match=what.replace(".", r"\.")):
+        lower_rule(get_rule(rule_name))
