@@ -121,6 +121,36 @@ def relax_plans(rule: Rule, dynamic: list, output_eqs: tuple, hidden_eqs: tuple,
     return tuple(plans)
 
 
+#: source layer of a projection into ``layer`` by its scope (``top`` = the output layer)
+def source_layer(scope: str, layer: int, top: int) -> int:
+    return {"next": layer + 1, "output": top, "lateral": layer, "prev": layer - 1}[scope]
+
+
+def settling_feedback(rule: Rule, fb, where: str, plan_type):
+    """A projection from ``lateral.X`` (the same layer, delivered with the others, top-down)
+    or ``prev.X via W`` (the forward synapses themselves carrying X up, delivered bottom-up
+    while the epoch settles) as a :class:`~.semantics.FeedbackPlan`."""
+    if fb.source.scope == "prev":
+        if not any(ph.kind == "relax" for ph in rule.phases.values()):
+            raise LoweringError(f"{where}: a projection from prev.* is delivered while the "
+                                "epoch settles (bottom-up after every relaxation step); "
+                                "declare a relax phase")
+        others = [o.name for o in rule.feedback.values()
+                  if o.target == fb.target and o.source.scope != "prev"]
+        if others:
+            raise LoweringError(f"{where}: {fb.target} is also fed by {', '.join(others)} "
+                                "from above; a compartment takes projections from prev.* "
+                                "or from the other scopes, not both")
+        mode = "forward"
+    else:
+        if "resample" in {s.name for s in fb.weights.free_symbols}:
+            raise LoweringError(f"{where}: 'resample' redraws the feedback weights for every "
+                                "batch; synapses keep their weights (nearest: 'random')")
+        mode = "learned" if rule.is_learned(fb.name) else "fixed"
+    return plan_type(fb.name, fb.source.scope, fb.source.name, fb.target, mode, fb.weights,
+                     fb.weights_text, fb.line)
+
+
 def describe_relax(program) -> list[str]:
     """The settling stretch as comment lines (between the equations and the updates)."""
     lines = []
@@ -142,9 +172,16 @@ def describe_relax(program) -> list[str]:
 
 
 def refuse_relax(program, target: str, missing: str) -> None:
-    """A LoweringError naming the relax phase and what ``target``'s lowering lacks."""
+    """A LoweringError naming the relax phase (or the lateral / prev projection) and what
+    ``target``'s lowering lacks."""
     if program.relax:
         plan = program.relax[0]
         raise LoweringError(f"rule {program.rule.name}: phase {plan.name} = relax(steps="
                             f"{plan.steps}, rate={plan.rate:g}){_where(plan.line)}: the "
                             f"{target} target {missing}")
+    for fb in program.feedback:
+        if fb.scope in ("lateral", "prev"):
+            raise LoweringError(f"rule {program.rule.name}: feedback {fb.name} = {fb.scope}."
+                                f"{fb.source} -> {fb.target}{_where(fb.line)}: the {target} "
+                                f"target does not lower projections from {fb.scope}.* yet "
+                                "(a missing lowering); run it on snntorch or brian2")

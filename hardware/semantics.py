@@ -70,7 +70,7 @@ from .noise import (
     rewrite_slow,
     slow_name,
 )
-from .relax import relax_plans, split_dynamic
+from .relax import relax_plans, settling_feedback, split_dynamic
 
 __all__ = [
     "SYMBOLS", "SpikingConfig", "SpikingSymbol", "SpikingProgram", "CompartmentEq",
@@ -308,12 +308,14 @@ class CompartmentEq:
 
 @dataclass(frozen=True)
 class FeedbackPlan:
-    """A feedback projection: ``source`` compartment of the layer above (``scope='next'``)
-    or of the output layer (``scope='output'``), weighted, added to ``target`` here.
+    """A feedback projection: ``source`` compartment of the layer above (``scope='next'``),
+    of the output layer (``'output'``), of the same layer (``'lateral'``) or of the layer
+    below through the forward synapses (``'prev'``), weighted, added to ``target`` here.
 
-    ``mode``: ``"fixed"`` (weights drawn once), ``"learned"`` (the rule updates them) or
+    ``mode``: ``"fixed"`` (weights drawn once), ``"learned"`` (the rule updates them),
     ``"tied"`` (a function of the forward weights, copied every epoch: weight transport,
-    only with ``allow_nonlocal``).
+    only with ``allow_nonlocal``) or ``"forward"`` (``prev.X via W``: the forward synapses
+    into this layer themselves, each reading its own weight).
     """
 
     name: str
@@ -408,9 +410,12 @@ class SpikingProgram:
         return tuple(dict.fromkeys(u.projection for u in self.updates))
 
     def feedback_into(self) -> dict[str, tuple[FeedbackPlan, ...]]:
-        """Feedback plans grouped by the compartment they add to."""
+        """Feedback plans grouped by the compartment they add to (those delivered down or
+        sideways; ``prev`` projections arrive bottom-up while settling, :mod:`.relax`)."""
         out: dict[str, list[FeedbackPlan]] = {}
         for fb in self.feedback:
+            if fb.scope == "prev":
+                continue
             out.setdefault(fb.target, []).append(fb)
         return {k: tuple(v) for k, v in out.items()}
 
@@ -628,10 +633,6 @@ def _measured(config: SpikingConfig, output_eqs, hidden_eqs, plans, updates, sou
 UNSUPPORTED_FEATURES = {
     "hold": "values held from an earlier phase need phases; spiking targets run one kind of "
             "epoch",
-    "forward-multiplex": "a projection from prev.* through the forward synapses sends a "
-                         "second signal up the same synapses; spiking targets deliver only "
-                         "spikes up W",
-    "lateral": "projections within a layer are not lowered to spiking targets yet",
     "recurrent": "recurrent networks (time steps, R, end phases, future) run in rate mode "
                  "only for now (--target numpy|torch)",
 }
@@ -693,9 +694,11 @@ def _feedback_plan(rule: Rule, fb: FeedbackDecl, allow_nonlocal: bool,
     if fb.target in MEASURED or fb.target == "target":
         raise LoweringError(f"{where}: feeds {fb.target}, which spiking targets measure "
                             "from the spikes; feed an error compartment (err) instead")
+    if fb.source.scope in ("lateral", "prev"):
+        return settling_feedback(rule, fb, where, FeedbackPlan)
     if fb.source.scope not in ("next", "output"):
-        raise LoweringError(f"{where}: spiking targets carry feedback from next.* or "
-                            "output.* only")
+        raise LoweringError(f"{where}: spiking targets carry feedback from next.*, output.*, "
+                            "lateral.* or prev.* (via W) only")
     if _has(fb.weights, "resample"):
         raise LoweringError(f"{where}: 'resample' redraws the feedback weights for every "
                             "batch; synapses keep their weights, so spiking targets do not "

@@ -45,8 +45,8 @@ _BRIAN_RESERVED = {
     "arctan", "sqrt", "abs", "sign", "clip", "int", "floor", "ceil", "exprel", "timestep",
     "and", "or", "not", "lastupdate", "delay", "t_in_timesteps",
 }
-_OWN = {"u", "v", "I", "b", "last", "age", "flag", "p_in", "vel", "w", *RAW_STATE, *CONSTANTS,
-        *ep.OWN_NAMES}
+_OWN = {"u", "v", "I", "b", "last", "age", "flag", "p_in", "vel", "w", "mu", *RAW_STATE,
+        *CONSTANTS, *ep.OWN_NAMES}
 
 
 def _safe(name: str, prefix: str) -> str:
@@ -319,8 +319,8 @@ def _group_dynamics(program: SpikingProgram, layer: int, depth: int, input_mode:
         model.insert(3, "last : 1")
     model.append("age : 1 (shared)")
     if 0 < layer < depth:
-        model += [f"fbsum_{fb.name} : 1" for fb in program.feedback]
-        model += rx.group_model(program, layer, depth)
+        model += [f"fbsum_{fb.name} : 1" for fb in program.feedback if fb.scope != "prev"]
+    model += rx.group_model(program, layer, depth)
     reset = ("last = 1\n" if sub else "v = 0\n") + bump
     vextra = ep.voltage_extra(program, layer, depth)
     step = "\n".join(["age = age + 1", ep.current_code(program, layer, depth), "I = 0",
@@ -391,6 +391,7 @@ def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
             model.append("vel : 1")
         s = SynapseSpec(f"nl_W{layer}", "forward", FORWARD, layer, f"nl_L{layer - 1}",
                         f"nl_L{layer}", model, "I_post += w")
+        s.epoch += rx.forward_operations(program, layer, depth)
         if learned:
             s.epoch.append(Operation(f"nl_W{layer}_update", ORDER_UPDATE,
                                      _update_code(program, FORWARD, bias=False,
@@ -398,9 +399,11 @@ def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
                                      learning=True))
         out.append(s)
     for fb in program.feedback:
+        if fb.scope == "prev":
+            continue  # the forward synapses carry it (relax.forward_operations)
         fb_learned = ep.learns(program, fb.name)
         for layer in range(1, depth):
-            src = layer + 1 if fb.scope == "next" else depth
+            src = {"next": layer + 1, "lateral": layer}.get(fb.scope, depth)
             model = ["w : 1", *[f"{syn_name(v)} : 1" for v in _syn_vars(program, fb.name)]]
             if momentum and fb_learned:
                 model.append("vel : 1")

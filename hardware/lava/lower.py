@@ -87,6 +87,17 @@ def _where(line: int) -> str:
     return f" (line {line})" if line else ""
 
 
+#: what the Lava lowering lacks for a relax phase (docs/lava.md): none of it is a Loihi 2 limit
+RELAX_MISSING = (
+    "does not lower a relax phase's settling stretch yet. Missing: (1) neuron-program steps "
+    "after the error arrives in which every layer Euler-steps its relaxed compartments and "
+    "re-sends its feedback source as a graded spike every step (one hop per step: an epoch "
+    "of T + 1 + depth + steps steps); (2) a learned feedback group whose pre trace x1 takes "
+    "the relaxed source at the epoch end (its offset/calibration schedule carries one payload "
+    "per epoch); (3) the fixed-point precision of the relaxed values (payload and y-channel "
+    "quanta for x). A missing lowering, not a Loihi 2 limit; run it on snntorch or brian2")
+
+
 def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Network | None = None,
                    sizes: tuple[int, ...] | list[int] | None = None,
                    options: LavaOptions | None = None, allow_nonlocal: bool = False,
@@ -100,10 +111,7 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
     program = lower_rule(rule, config or SpikingConfig(), allow_nonlocal=allow_nonlocal,
                          check_locality=check_locality)
     if not any(fb.mode == "tied" for fb in program.feedback):  # tied: refused below
-        refuse_relax(program, "lava", "does not lower a relax phase's settling stretch yet: "
-                     "its neuron programs run the epoch's equations once and have no Euler "
-                     "steps of the relaxed compartments with graded feedback spikes between "
-                     "them (a missing lowering, not a Loihi 2 limit); run it on snntorch")
+        refuse_relax(program, "lava", RELAX_MISSING)
     if net is None:
         net = build_mlp(list(sizes or (784, 100, 10)), rule, seed=0)
     elif net.rule is not rule and net.rule.name != rule.name:

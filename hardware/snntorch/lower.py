@@ -59,7 +59,9 @@ def generate_source(program: SpikingProgram) -> str:
     lines += ["def feedback(c, src_next, src_out, fbw):",
               '    """Deliver the error of this epoch through the feedback synapses."""']
     for fb in program.feedback:
-        src = "src_next" if fb.scope == "next" else "src_out"
+        if fb.scope == "prev":
+            continue  # delivered bottom-up while settling (feedback_up, .relax)
+        src = {"next": "src_next", "output": "src_out", "lateral": "c"}[fb.scope]
         lines.append(f"    # {fb.target} += {fb.name} . {fb.scope}.{fb.source}   "
                      f"[{fb.mode}: {fb.text}]")
         lines.append(f"    c[{fb.target!r}] = c[{fb.target!r}] + "

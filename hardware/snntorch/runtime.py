@@ -208,7 +208,8 @@ class SnnTorchRunner:
         out["target"] = target
         self.mod["output_neuron"](out, self.g)
         for layer in range(top - 1, 0, -1):
-            fbw = {fb.name: self.feedback_weights(fb, layer) for fb in self.program.feedback}
+            fbw = {fb.name: self.feedback_weights(fb, layer) for fb in self.program.feedback
+                   if fb.scope != "prev"}
             nxt = comps[layer + 1]
             self.mod["feedback"](comps[layer], nxt, out, fbw)
             self.mod["hidden_neuron"](comps[layer], self.g)
@@ -246,7 +247,7 @@ class SnnTorchRunner:
             else:
                 fb = next(f for f in self.program.feedback if f.name == proj)
                 for layer in range(1, self.net.depth):
-                    src = comps[layer + 1] if fb.scope == "next" else comps[-1]
+                    src = comps[{"next": layer + 1, "lateral": layer}.get(fb.scope, -1)]
                     out[(proj, layer)] = fn(src, comps[layer], self.state[proj][layer],
                                             self.g, n)
         return out
