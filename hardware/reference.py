@@ -201,10 +201,12 @@ class ReferenceSimulator:
         follow the relaxed ones brought in line once (:meth:`_settle`), then per step the
         Euler step of every layer from the values before it, and :meth:`_settle` again."""
         top = self.net.depth
+        self.residuals = {}  # phase -> {(compartment, layer): RMS of dx/dt at every step}
         for n, (plan, out_rates, hid_rates, out_derived, hid_derived) in \
                 enumerate(self.relax_fns):
             if n == 0:
                 self._settle(comps, out_derived, hid_derived)
+            res = self.residuals.setdefault(plan.name, {})
             for _ in range(plan.steps):
                 rates = [(top, out_rates)] + [(layer, hid_rates) for layer in range(1, top)]
                 incs = []
@@ -212,6 +214,8 @@ class ReferenceSimulator:
                     env = {**self.env0, **comps[layer]}
                     incs += [(layer, x, np.broadcast_to(fn(env), comps[layer]["r"].shape))
                              for x, fn in fns]
+                for layer, x, dx in incs:
+                    res.setdefault((x, layer), []).append(float(np.sqrt(np.mean(dx ** 2))))
                 for layer, x, dx in incs:
                     old = comps[layer][x]
                     new = np.empty_like(old)

@@ -222,3 +222,35 @@ def test_ar_exact_tied_feedback_relaxes_on_snntorch_and_brian2_like_the_referenc
         np.testing.assert_allclose(snn.state["W"][layer]["w"].numpy(), st["w"], atol=1e-10,
                                    rtol=0)
         np.testing.assert_allclose(b2w["W"][layer]["w"], st["w"], atol=1e-10, rtol=0)
+
+
+def test_brian2_refuses_a_stretch_longer_than_its_orders_by_name():
+    pytest.importorskip("brian2")
+    from neurolocal.hardware.brian2.lower import build_model
+
+    cfg = SpikingConfig(timesteps=T)
+    assert build_model(lower_rule(_with_steps("ar", 245, 0.5), cfg), [20, 10, 3])
+    with pytest.raises(LoweringError, match=r"at most 245 Euler steps in all, this rule asks "
+                                            "for 246"):
+        build_model(lower_rule(_with_steps("ar", 246, 0.5), cfg), [20, 10, 3])
+
+
+def test_the_settling_report_measures_the_decay_beside_the_rate_criterion():
+    """dyninv: the spiking relaxation settles where the rate Jacobian says it is stable."""
+    pytest.importorskip("snntorch")
+    from neurolocal.app.settling import spiking_settling
+
+    config = SpikingConfig(timesteps=T)
+    net, _ref, _spikes, _targets = _setup(get_rule("dyninv"), config, [20, 10, 3])
+    snn = get_target("snntorch").runner(net, config, dtype="float64")
+    x = np.random.default_rng(1).random((6, 20))
+    rep = spiking_settling(snn, x, np.arange(6) % 3)
+    rows = rep["phases"]["invert"]
+    assert set(rows) == {"u1", "u2"}
+    u2 = rows["u2"]
+    assert u2["peak"] > 1e-3 and u2["settles"] and 0 < u2["decay_per_step"] < 1
+    assert u2["last"] < 1e-3 * u2["peak"]
+    assert rep["rate_stability"]["stable"] and rep["rate_stability"]["max_real_eig"] < 0
+    assert set(rep["relaxed_cosines"]) == {"u1"}
+    assert spiking_settling(get_target("snntorch").runner(
+        build_mlp([20, 10, 3], get_rule("dfa"), seed=0), config), x, np.arange(6) % 3) == {}

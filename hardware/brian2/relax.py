@@ -47,7 +47,7 @@ def check(program: SpikingProgram, depth: int) -> None:
     total = 1 + sum(plan.steps for plan in program.relax)
     last = base_order(depth) + total * stride(program, depth)
     if last >= lw.ORDER_UPDATE:
-        most = (lw.ORDER_UPDATE - base_order(depth)) // stride(program, depth) - 2
+        most = (lw.ORDER_UPDATE - 1 - base_order(depth)) // stride(program, depth) - 1
         plan = program.relax[0]
         raise LoweringError(
             f"rule {program.rule.name}: phase {plan.name} = relax(steps={plan.steps}, ...): "
