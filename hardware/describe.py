@@ -43,6 +43,10 @@ def describe(program: SpikingProgram) -> list[str]:
     lines.append("  1. output neurons: target = one-hot label; "
                  + "; ".join(f"{e.target} = {e.text}" for e in program.output_eqs))
     for fb in program.feedback:
+        if fb.scope == "prev":
+            lines.append(f"  2. (while settling, bottom-up from layer 2: {fb.target} = "
+                         f"{fb.name} . prev.{fb.source}   [the forward synapses W])")
+            continue
         lines.append(f"  2. hidden neurons, top layer first: {fb.target} += {fb.name} . "
                      f"{fb.scope}.{fb.source}   [{fb.mode}: {fb.text}]")
     if program.hidden_eqs:

@@ -154,7 +154,10 @@ def settling_feedback(rule: Rule, fb, where: str, plan_type):
 def describe_relax(program) -> list[str]:
     """The settling stretch as comment lines (between the equations and the updates)."""
     lines = []
-    for plan in program.relax:
+    up = [fb for fb in program.feedback if fb.scope == "prev"]
+    for n, plan in enumerate(program.relax):
+        if n == 0:
+            lines.append("  2a. the follow pass below, once (what follows the relaxed values)")
         lines.append(f"  2b. relax {plan.name}: {plan.steps} Euler steps of rate {plan.rate:g}, "
                      "all layers at once (the measured compartments stay fixed):")
         for e in plan.output_rates:
@@ -168,6 +171,10 @@ def describe_relax(program) -> list[str]:
                      "layer above, then "
                      + ("; ".join(f"{e.target} = {e.text}" for e in plan.hidden_derived)
                         or "(nothing)"))
+        if up:
+            lines.append("      then bottom-up from layer 2: " + "; ".join(
+                f"{fb.target} = W . prev.{fb.source}" for fb in up)
+                + " (the forward synapses), and that layer's static equations")
     return lines
 
 
