@@ -5,6 +5,7 @@ from __future__ import annotations
 import sympy
 
 from .noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
+from .relax import describe_relax
 from .semantics import SYMBOLS, SpikingProgram
 
 
@@ -44,6 +45,10 @@ def describe(program: SpikingProgram) -> list[str]:
                                                           if e.last else "")
                              for e in program.output_eqs))
     for fb in program.feedback:
+        if fb.scope == "prev":
+            lines.append(f"  2. (while settling, bottom-up from layer 2: {fb.target} = "
+                         f"{fb.name} . prev.{fb.source}   [the forward synapses W])")
+            continue
         lines.append(f"  2. hidden neurons, top layer first: {fb.target} += {fb.name} . "
                      f"{fb.scope}.{fb.source}   [{fb.mode}: {fb.text}]")
     if program.hidden_eqs:
@@ -53,6 +58,7 @@ def describe(program: SpikingProgram) -> list[str]:
         lines.append(f"     slow(X) = low-pass of X over the sample's learning epochs (decay "
                      f"{program.slow_decay:.4g} per epoch): "
                      + ", ".join(f"{SLOW_PREFIX}{n}" for n in program.slow))
+    lines += describe_relax(program)
     lines.append(f"  3. updates, averaged over the batch, then applied ({cfg.optimiser}):")
     for up in program.updates:
         terms = "  +  ".join(f"[{t.text}]" for t in up.terms)

@@ -83,6 +83,14 @@ class ReferenceSimulator:
                         for e in program.hidden_eqs]
         self.term_fns = {(u.projection, u.var): [_lambdify(t.expr, _term_names(t.expr))
                                                  for t in u.terms] for u in program.updates}
+        self.relax_fns = [(plan, [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+                                  for e in plan.output_rates],
+                           [(e.target, _lambdify(e.expr, _self_names(e.expr)))
+                            for e in plan.hidden_rates],
+                           [(e.target, _lambdify(e.expr, _self_names(e.expr)), e.last)
+                            for e in plan.output_derived],
+                           [(e.target, _lambdify(e.expr, _self_names(e.expr)), e.last)
+                            for e in plan.hidden_derived]) for plan in program.relax]
         self.noise_fns = {ph.name: [(u, [_lambdify(t.expr, _term_names(t.expr)) for t in u.terms])
                                     for u in ph.updates] for ph in program.noise_phases}
         self.fixed = {}
@@ -204,12 +212,74 @@ class ReferenceSimulator:
         for layer in range(top - 1, 0, -1):
             c = comps[layer]
             for fb in prog.feedback:
-                src = comps[layer + 1] if fb.scope == "next" else comps[top]
+                if fb.scope == "prev":
+                    continue  # delivered bottom-up while settling
+                src = comps[self._source_layer(fb, layer)]
                 c[fb.target] = c[fb.target] + src[fb.source] @ self.feedback_weights(fb, layer).T
             self._run_eqs(c, self.hid_fns, final)
+        self.relax(comps)
         for c, tr in zip(comps, slow, strict=True):
             self._slow(c, tr, prog.slow_computed)
         return comps
+
+    def relax(self, comps: list[dict]) -> None:
+        """The settling stretch of every relax phase, one neuron at a time: the values that
+        follow the relaxed ones brought in line once (:meth:`_settle`), then per step the
+        Euler step of every layer from the values before it, and :meth:`_settle` again."""
+        top = self.net.depth
+        self.residuals = {}  # phase -> {(compartment, layer): RMS of dx/dt at every step}
+        for n, (plan, out_rates, hid_rates, out_derived, hid_derived) in \
+                enumerate(self.relax_fns):
+            if n == 0:
+                self._settle(comps, out_derived, hid_derived)
+            res = self.residuals.setdefault(plan.name, {})
+            for _ in range(plan.steps):
+                rates = [(top, out_rates)] + [(layer, hid_rates) for layer in range(1, top)]
+                incs = []
+                for layer, fns in rates:
+                    env = {**self.env0, **comps[layer]}
+                    incs += [(layer, x, np.broadcast_to(fn(env), comps[layer]["r"].shape))
+                             for x, fn in fns]
+                for layer, x, dx in incs:
+                    res.setdefault((x, layer), []).append(float(np.sqrt(np.mean(dx ** 2))))
+                for layer, x, dx in incs:
+                    old = comps[layer][x]
+                    new = np.empty_like(old)
+                    for b in range(old.shape[0]):
+                        for i in range(old.shape[1]):
+                            new[b, i] = old[b, i] + plan.rate * dx[b, i]
+                    comps[layer][x] = new
+                self._settle(comps, out_derived, hid_derived)
+
+    def _settle(self, comps: list[dict], out_derived, hid_derived) -> None:
+        """Top-down: the output's static equations, then each hidden layer's projections
+        from above, the output and itself, and its static equations; then bottom-up the
+        projections from the layer below through its forward synapses (prev.X via W) and
+        the static equations of the layer they reach."""
+        top, prog = self.net.depth, self.program
+        down = [fb for fb in prog.feedback if fb.scope != "prev"]
+        up = [fb for fb in prog.feedback if fb.scope == "prev"]
+        self._run_eqs(comps[top], out_derived)
+        for layer in range(top - 1, 0, -1):
+            self._deliver(comps, layer, down)
+            self._run_eqs(comps[layer], hid_derived)
+        if up:
+            for layer in range(2, top + 1):
+                self._deliver(comps, layer, up)
+                self._run_eqs(comps[layer], out_derived if layer == top else hid_derived)
+
+    def _deliver(self, comps: list[dict], layer: int, plans) -> None:
+        """Each target compartment of ``plans`` = the sum of what they carry into ``layer``."""
+        c = comps[layer]
+        for target in {fb.target for fb in plans}:
+            c[target] = np.zeros_like(c["r"])
+        for fb in plans:
+            src = comps[self._source_layer(fb, layer)]
+            c[fb.target] = c[fb.target] + src[fb.source] @ self.feedback_weights(fb, layer).T
+
+    def _source_layer(self, fb: FeedbackPlan, layer: int) -> int:
+        return {"next": layer + 1, "output": self.net.depth, "lateral": layer,
+                "prev": layer - 1}[fb.scope]
 
     def _slow(self, c: dict, traces: dict, names) -> None:
         """slow(X): the normalised low-pass of X over this sample's learning epochs."""
@@ -228,6 +298,8 @@ class ReferenceSimulator:
             c[target] = np.broadcast_to(fn(env), c["r"].shape).astype(np.float64)
 
     def feedback_weights(self, fb: FeedbackPlan, layer: int) -> np.ndarray:
+        if fb.mode == "forward":  # prev.X via W: the forward synapses into ``layer``
+            return self.state[FORWARD][layer]["w"][:, :-1]
         if fb.mode == "fixed":
             return self.fixed[(fb.name, layer)]
         if fb.mode == "learned":
@@ -272,8 +344,8 @@ class ReferenceSimulator:
                          for layer in sorted(self.net.recurrent)]
             else:
                 fb = next(f for f in prog.feedback if f.name == up.projection)
-                pairs = [(layer, comps[layer + 1] if fb.scope == "next" else comps[-1],
-                          comps[layer]) for layer in range(1, self.net.depth)]
+                pairs = [(layer, comps[self._source_layer(fb, layer)], comps[layer])
+                         for layer in range(1, self.net.depth)]
             for layer, pre, post in pairs:
                 syn = {**self.state[up.projection][layer],
                        **self.traces.get((up.projection, layer), {})}

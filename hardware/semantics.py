@@ -39,7 +39,8 @@ constant ``T`` is the layer's window.
 equations run (``err = r - target``), the error travels down the feedback projections into each
 hidden neuron's error compartment (a graded third factor, once per epoch), the hidden equations
 run, and every update term is evaluated once, averaged over the batch, and applied (plain SGD,
-or per-synapse momentum).
+or per-synapse momentum). A rule with relax phases settles between the equations and the
+updates (:mod:`.relax`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from .noise import (
     rewrite_slow,
     slow_name,
 )
+from .relax import relax_plans, settling_feedback, split_dynamic
 from .timed import check_timed, end_phases
 
 __all__ = [
@@ -308,12 +310,14 @@ class CompartmentEq:
 
 @dataclass(frozen=True)
 class FeedbackPlan:
-    """A feedback projection: ``source`` compartment of the layer above (``scope='next'``)
-    or of the output layer (``scope='output'``), weighted, added to ``target`` here.
+    """A feedback projection: ``source`` compartment of the layer above (``scope='next'``),
+    of the output layer (``'output'``), of the same layer (``'lateral'``) or of the layer
+    below through the forward synapses (``'prev'``), weighted, added to ``target`` here.
 
-    ``mode``: ``"fixed"`` (weights drawn once), ``"learned"`` (the rule updates them) or
+    ``mode``: ``"fixed"`` (weights drawn once), ``"learned"`` (the rule updates them),
     ``"tied"`` (a function of the forward weights, copied every epoch: weight transport,
-    only with ``allow_nonlocal``).
+    only with ``allow_nonlocal``) or ``"forward"`` (``prev.X via W``: the forward synapses
+    into this layer themselves, each reading its own weight).
     """
 
     name: str
@@ -369,6 +373,7 @@ class SpikingProgram:
     slow_decay: float = 0.0  # per learning epoch
     noise_phases: tuple[NoisePhase, ...] = ()
     timed: bool = False  # a recurrent rule: traces per sequence, updated before w (.timed)
+    relax: tuple = ()  # of relax.RelaxPlan: settling stretches, in declaration order
 
     @property
     def name(self) -> str:
@@ -408,9 +413,12 @@ class SpikingProgram:
         return tuple(dict.fromkeys(u.projection for u in self.updates))
 
     def feedback_into(self) -> dict[str, tuple[FeedbackPlan, ...]]:
-        """Feedback plans grouped by the compartment they add to."""
+        """Feedback plans grouped by the compartment they add to (those delivered down or
+        sideways; ``prev`` projections arrive bottom-up while settling, :mod:`.relax`)."""
         out: dict[str, list[FeedbackPlan]] = {}
         for fb in self.feedback:
+            if fb.scope == "prev":
+                continue
             out.setdefault(fb.target, []).append(fb)
         return {k: tuple(v) for k, v in out.items()}
 
@@ -447,12 +455,17 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
     sources = noise_sources(rule)
     eqs, ups, slow_refs = _rewritten(rule)
     reserved_names(rule, {r.name for r in slow_refs})
+    eqs, dynamic = split_dynamic(eqs, rule)
     output_eqs = tuple(_compartment_eq(rule, eq, "output") for eq in eqs if eq.where == "output")
     hidden_eqs = tuple(_compartment_eq(rule, eq, "neuron") for eq in eqs if eq.where != "output")
+    relax = relax_plans(rule, dynamic, output_eqs, hidden_eqs,
+                        lambda eq, where: _compartment_eq(rule, eq, where))
+    rates = tuple(e for plan in relax for e in (*plan.hidden_rates, *plan.output_rates))
     notes: list[str] = []
     plans = tuple(_feedback_plan(rule, fb, allow_nonlocal, notes) for fb in rule.feedback.values())
     updates = tuple(_update_plan(rule, u, sources, slow_refs) for u in ups)
-    measured, raw, sym = _measured(config, output_eqs, hidden_eqs, plans, updates, sources)
+    measured, raw, sym = _measured(config, output_eqs, (*hidden_eqs, *rates), plans, updates,
+                                   sources)
     slow_m, slow_c = _slow_split(rule, slow_refs, measured, output_eqs, hidden_eqs)
     measured = tuple(dict.fromkeys([*measured, *(n for n in slow_m if n not in measured)]))
     computed = tuple(dict.fromkeys([*(fb.target for fb in rule.feedback.values()), "err",
@@ -468,7 +481,7 @@ def lower_rule(rule: Rule, config: SpikingConfig | None = None, *,
         notes=tuple(notes), state_vars={p: tuple(rule.state_vars(p)) for p in rule.projections},
         epochs=epochs, noise_sources=sources, slow_measured=slow_m, slow_computed=slow_c,
         slow_decay=math.exp(-steps / tau_slow), noise_phases=noise_phases(rule, plans, config),
-        timed=timed)
+        timed=timed, relax=relax)
 
 
 def _rewritten(rule: Rule):
@@ -556,18 +569,20 @@ def _check_held_values(rule: Rule) -> None:
         for ref in refs:
             if ref.phase:
                 raise LoweringError(f"rule {rule.name}: {what}{_where(line)} reads {ref}, a value "
-                                    f"held from phase {ref.phase}: spiking targets have no "
-                                    "phases")
+                                    f"held from phase {ref.phase}: spiking targets do not "
+                                    "hold values from a phase yet; read the compartment "
+                                    "itself (updates read its relaxed value)")
 
 
 def _compartment_eq(rule: Rule, eq, where: str) -> CompartmentEq:
     """An output or hidden equation the epoch program runs, checked for what spiking allows."""
     name = rule.name
-    last = getattr(eq, "phase", None) in end_phases(rule)
-    if getattr(eq, "phase", None) and not last:
-        raise LoweringError(f"rule {name}: {where} {eq.target} during {eq.phase} = "
-                            f"{eq.text}{_where(eq.line)} is a settling equation: "
-                            f"{UNSUPPORTED_FEATURES['relax']}")
+    phase = getattr(eq, "phase", None)
+    last = phase in end_phases(rule)
+    if phase and not last and getattr(rule.phases.get(phase), "kind", None) != "relax":
+        raise LoweringError(f"rule {name}: {where} {eq.target} during {phase} = "
+                            f"{eq.text}{_where(eq.line)}: spiking targets run equations "
+                            "during end and relax phases only")
     for ref in refs_in(eq.expr):
         if ref.scope in OTHER_NEURON_SCOPES:
             via = [fb.name for fb in rule.feedback.values()
@@ -632,15 +647,8 @@ def _measured(config: SpikingConfig, output_eqs, hidden_eqs, plans, updates, sou
 
 #: What a spiking target cannot run (keys of ``Rule.features()``), and why.
 UNSUPPORTED_FEATURES = {
-    "relax": "a relax phase iterates the neuron equations to a fixed point within one sample; "
-             "a spiking network runs its own dynamics during the epoch instead, and spiking "
-             "targets do not lower settling equations yet",
     "hold": "values held from an earlier phase need phases; spiking targets run one kind of "
             "epoch",
-    "forward-multiplex": "a projection from prev.* through the forward synapses sends a "
-                         "second signal up the same synapses; spiking targets deliver only "
-                         "spikes up W",
-    "lateral": "projections within a layer are not lowered to spiking targets yet",
 }
 
 
@@ -700,9 +708,11 @@ def _feedback_plan(rule: Rule, fb: FeedbackDecl, allow_nonlocal: bool,
     if fb.target in MEASURED or fb.target == "target":
         raise LoweringError(f"{where}: feeds {fb.target}, which spiking targets measure "
                             "from the spikes; feed an error compartment (err) instead")
+    if fb.source.scope in ("lateral", "prev"):
+        return settling_feedback(rule, fb, where, FeedbackPlan)
     if fb.source.scope not in ("next", "output"):
-        raise LoweringError(f"{where}: spiking targets carry feedback from next.* or "
-                            "output.* only")
+        raise LoweringError(f"{where}: spiking targets carry feedback from next.*, output.*, "
+                            "lateral.* or prev.* (via W) only")
     if _has(fb.weights, "resample"):
         raise LoweringError(f"{where}: 'resample' redraws the feedback weights for every "
                             "batch; synapses keep their weights, so spiking targets do not "

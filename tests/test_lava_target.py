@@ -69,7 +69,7 @@ EXPECTED = {
     "usf": "nonlocal|tied to the forward weights",
     "frsf": "nonlocal|tied to the forward weights",
     "brsf": "nonlocal|'resample' redraws",
-    "ar-exact": "nonlocal|relax phase",
+    "ar-exact": "nonlocal|tied to the forward weights",
     "dfa-rnn": "does not lower recurrent rules",
     "sdfa-rnn": "does not lower recurrent rules",
     "bptt": "nonlocal|future-in-time",

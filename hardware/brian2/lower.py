@@ -31,6 +31,7 @@ from ..semantics import (
     describe_program,
 )
 from . import epochs as ep
+from . import relax as rx
 
 INPUT_MODES = ("poisson", "raster")
 #: epoch-clock orders in the ``end`` slot (the spiking semantics' order)
@@ -44,8 +45,8 @@ _BRIAN_RESERVED = {
     "arctan", "sqrt", "abs", "sign", "clip", "int", "floor", "ceil", "exprel", "timestep",
     "and", "or", "not", "lastupdate", "delay", "t_in_timesteps",
 }
-_OWN = {"u", "v", "I", "b", "last", "age", "flag", "p_in", "vel", "w", *RAW_STATE, *CONSTANTS,
-        *ep.OWN_NAMES}
+_OWN = {"u", "v", "I", "b", "last", "age", "flag", "p_in", "vel", "w", "mu", *RAW_STATE,
+        *CONSTANTS, *ep.OWN_NAMES}
 
 
 def _safe(name: str, prefix: str) -> str:
@@ -278,6 +279,7 @@ def build_model(program: SpikingProgram, sizes: list[int], *,
     if input_mode not in INPUT_MODES:
         raise LoweringError(f"unknown Brian2 input mode {input_mode!r}: expected one of "
                             f"{', '.join(INPUT_MODES)}")
+    rx.check(program, len(sizes) - 1)
     cfg = program.config
     ns: dict[str, float] = {k: float(v) for k, v in cfg.constants().items()
                             if k in ("vth", "d1", "d2", "d3")}
@@ -285,6 +287,7 @@ def build_model(program: SpikingProgram, sizes: list[int], *,
                "T_epoch": float(cfg.timesteps), "E_epoch": float(program.epoch_steps)})
     ns.update({glob_name(k): float(v) for k, v in program.globals.items()})
     ns.update(ep.namespace(program))
+    ns.update(rx.namespace(program))
     groups = [_group(program, layer, n, len(sizes) - 1, input_mode)
               for layer, n in enumerate(sizes)]
     synapses = _synapses(program, len(sizes) - 1)
@@ -328,7 +331,8 @@ def _group_dynamics(program: SpikingProgram, layer: int, depth: int, input_mode:
         model.insert(3, "last : 1")
     model.append("age : 1 (shared)")
     if 0 < layer < depth:
-        model += [f"fbsum_{fb.name} : 1" for fb in program.feedback]
+        model += [f"fbsum_{fb.name} : 1" for fb in program.feedback if fb.scope != "prev"]
+    model += rx.group_model(program, layer, depth)
     reset = ("last = 1\n" if sub else "v = 0\n") + bump
     vextra = ep.voltage_extra(program, layer, depth)
     step = "\n".join(["age = age + 1", ep.current_code(program, layer, depth), "I = 0",
@@ -365,6 +369,7 @@ def _epoch_operations(program: SpikingProgram, layer: int, depth: int) -> list[O
         if code:
             ops.append(Operation(f"{name}_hidden", ORDER_HIDDEN + 2 * (depth - layer),
                                  "\n".join(code)))
+    ops += rx.group_operations(program, layer, depth)
     if layer > 0 and FORWARD in program.learned_projections:
         ops.append(Operation(f"{name}_bias_update", ORDER_UPDATE,
                              _update_code(program, FORWARD, bias=True,
@@ -404,6 +409,7 @@ def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
             model.append("vel : 1")
         s = SynapseSpec(f"nl_W{layer}", "forward", FORWARD, layer, f"nl_L{layer - 1}",
                         f"nl_L{layer}", model, "I_post += w")
+        s.epoch += rx.forward_operations(program, layer, depth)
         if learned:
             s.epoch.append(Operation(f"nl_W{layer}_update", ORDER_UPDATE,
                                      _update_code(program, FORWARD, bias=False,
@@ -411,9 +417,11 @@ def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
                                      learning=True))
         out.append(s)
     for fb in program.feedback:
+        if fb.scope == "prev":
+            continue  # the forward synapses carry it (relax.forward_operations)
         fb_learned = ep.learns(program, fb.name)
         for layer in range(1, depth):
-            src = layer + 1 if fb.scope == "next" else depth
+            src = {"next": layer + 1, "lateral": layer}.get(fb.scope, depth)
             model = ["w : 1", *[f"{syn_name(v)} : 1" for v in _syn_vars(program, fb.name)]]
             if momentum and fb_learned:
                 model.append("vel : 1")
@@ -428,6 +436,7 @@ def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
                                          _update_code(program, fb.name, bias=False,
                                                       gate=ep.sample_gate(program, "_post")),
                                          learning=True))
+            s.epoch += rx.synapse_operations(program, fb, layer, depth)
             for ph, ups in ep.noise_updates(program, fb.name):
                 s.epoch.append(Operation(f"nl_{fb.name}{layer}_{ph.name}", ORDER_UPDATE,
                                          _update_code(program, fb.name, bias=False, ups=ups,

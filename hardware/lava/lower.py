@@ -38,6 +38,7 @@ from neurolocal.symbols import Ref
 
 from ..noise import NOISE_DRIVE
 from ..profiles import LOIHI2, Profile
+from ..relax import refuse_relax
 from ..semantics import (
     FeedbackPlan,
     SpikingConfig,
@@ -92,6 +93,15 @@ LAVA_TIMED = (": Loihi 2's learning engine computes dt and dw of an epoch from t
               "state, so a weight update that reads the eligibility trace after this epoch's "
               "increment needs the update rewritten over the tag's increment, and the tag "
               "(syn.e) must restart with every sequence; neither is lowered yet")
+#: what the Lava lowering lacks for a relax phase (docs/lava.md): none of it is a Loihi 2 limit
+RELAX_MISSING = (
+    "does not lower a relax phase's settling stretch yet. Missing: (1) neuron-program steps "
+    "after the error arrives in which every layer Euler-steps its relaxed compartments and "
+    "re-sends its feedback source as a graded spike every step (one hop per step: an epoch "
+    "of T + 1 + depth + steps steps); (2) a learned feedback group whose pre trace x1 takes "
+    "the relaxed source at the epoch end (its offset/calibration schedule carries one payload "
+    "per epoch); (3) the fixed-point precision of the relaxed values (payload and y-channel "
+    "quanta for x). A missing lowering, not a Loihi 2 limit; run it on snntorch or brian2")
 
 
 def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Network | None = None,
@@ -107,6 +117,8 @@ def lower_to_loihi(rule: Rule, config: SpikingConfig | None = None, *, net: Netw
     program = lower_rule(rule, config or SpikingConfig(), allow_nonlocal=allow_nonlocal,
                          check_locality=check_locality)
     refuse_timed(program, "lava", LAVA_TIMED)
+    if not any(fb.mode == "tied" for fb in program.feedback):  # tied: refused below
+        refuse_relax(program, "lava", RELAX_MISSING)
     if net is None:
         net = build_mlp(list(sizes or (784, 100, 10)), rule, seed=0)
     elif net.rule is not rule and net.rule.name != rule.name:

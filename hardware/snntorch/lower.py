@@ -11,6 +11,7 @@ import sympy
 
 from ..printing import ArrayPrinter, update_term_lines
 from ..semantics import CONSTANTS, SpikingConfig, SpikingProgram, describe_program
+from .relax import relax_source
 
 
 class _Printer(ArrayPrinter):
@@ -61,12 +62,15 @@ def generate_source(program: SpikingProgram) -> str:
     lines += ["def feedback(c, src_next, src_out, fbw):",
               '    """Deliver the error of this epoch through the feedback synapses."""']
     for fb in program.feedback:
-        src = "src_next" if fb.scope == "next" else "src_out"
+        if fb.scope == "prev":
+            continue  # delivered bottom-up while settling (feedback_up, .relax)
+        src = {"next": "src_next", "output": "src_out", "lateral": "c"}[fb.scope]
         lines.append(f"    # {fb.target} += {fb.name} . {fb.scope}.{fb.source}   "
                      f"[{fb.mode}: {fb.text}]")
         lines.append(f"    c[{fb.target!r}] = c[{fb.target!r}] + "
                      f"ops.matmul({src}[{fb.source!r}], fbw[{fb.name!r}].T)")
     lines += ["    return c", ""]
+    lines += relax_source(program)
     for proj in program.learned_projections:
         lines += _update_function(program.updates_for(proj), update_function_name(proj))
     for ph in program.noise_phases:

@@ -24,6 +24,7 @@ from ..encoding import encode_input
 from ..noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
 from ..semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
 from .lower import generate_source, noise_function_name, update_function_name
+from .relax import settle
 
 
 class SnnTorchRunner:
@@ -224,10 +225,13 @@ class SnnTorchRunner:
         out["target"] = target
         self.mod["output_neuron"](out, self.g)
         for layer in range(top - 1, 0, -1):
-            fbw = {fb.name: self.feedback_weights(fb, layer) for fb in self.program.feedback}
+            fbw = {fb.name: self.feedback_weights(fb, layer) for fb in self.program.feedback
+                   if fb.scope != "prev"}
             nxt = comps[layer + 1]
             self.mod["feedback"](comps[layer], nxt, out, fbw)
             self.mod["hidden_neuron"](comps[layer], self.g)
+        if self.program.relax:
+            settle(self, comps)
         for c, tr in zip(comps, slow, strict=True):
             self._slow(c, tr, self.program.slow_computed)
         return comps
@@ -260,7 +264,7 @@ class SnnTorchRunner:
             else:
                 fb = next(f for f in self.program.feedback if f.name == proj)
                 for layer in range(1, self.net.depth):
-                    src = comps[layer + 1] if fb.scope == "next" else comps[-1]
+                    src = comps[{"next": layer + 1, "lateral": layer}.get(fb.scope, -1)]
                     out[(proj, layer)] = fn(src, comps[layer], self.state[proj][layer],
                                             self.g, n)
         return out

@@ -423,6 +423,7 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
 
     from .bptt import recurrent_update_angles
     from .metrics import spiking_update_angles, update_angles
+    from .settling import spiking_settling
 
     eye = np.eye(n_classes, dtype=np.float32)
     x_test, y_test = np.asarray(test_set.x), np.asarray(test_set.y)
@@ -459,6 +460,9 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
             entry["update_angles"] = spiking_sequence_angles(runner, *probe, seed=cfg.seed)
         else:
             entry["update_angles"] = spiking_update_angles(runner, *probe, seed=cfg.seed)
+            settling = spiking_settling(runner, probe[0][:100], probe[1][:100], seed=cfg.seed)
+            if settling:  # a rule with relax phases: does the spiking relaxation settle?
+                entry["settling"] = settling
         history.append(entry)
         if progress:
             angles = " ".join(f"{k}={v:.1f}" for k, v in entry["feedback_angles"].items())
@@ -474,6 +478,8 @@ def _loop(cfg: TrainConfig, target: Any, runner: Any, train_set, test_set, n_cla
         extra["codegen"] = runner.codegen
     extra["batch_size"] = batch
     last = history[-1]
+    if "settling" in last:
+        extra["settling"] = last["settling"]
     return TrainResult(
         rule=runner.net.rule.name, target=target.name, mode=target.mode, dataset=cfg.dataset,
         test_accuracy=last["test_accuracy"], epochs=cfg.epochs, seconds=seconds,
