@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -84,3 +87,32 @@ def test_more_samples_than_the_data_set_has_is_a_note(capsys):
 def test_bad_values_name_their_flag_and_exit_2(argv, fragment, capsys):
     assert main(argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated")])
+def test_an_error_while_stopping_after_a_signal_still_ends_as_the_signal(sig, code, word,
+                                                                         capsys):
+    """A stop that needs its workers killed (an error raised after Ctrl-C) is the signal's
+    ending, with the error as a note, not exit 2 (seen under load: Lava's stop timed out)."""
+    import argparse
+
+    from neurolocal.app.console import run
+    from neurolocal.errors import NeurolocalError
+
+    def command(args):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+        except (KeyboardInterrupt, BaseException):  # the stop path swallows the signal...
+            pass
+        raise NeurolocalError("Lava failed to stop cleanly")  # ...and then fails
+
+    def parser():
+        p = argparse.ArgumentParser()
+        p.set_defaults(func=command, command="train")
+        return p
+
+    assert run(parser, []) == code
+    err = capsys.readouterr().err
+    assert "note: Lava failed to stop cleanly" in err and word in err

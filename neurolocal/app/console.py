@@ -93,6 +93,15 @@ def _report_internal(command: str, exc: BaseException, debug: bool) -> None:
           f"report it -- the traceback is {where} (or rerun with --debug)", file=sys.stderr)
 
 
+def _signal_ending(command: str) -> int:
+    """The exit code of a run a signal ended (SIGTERM wins over SIGINT)."""
+    if signal.SIGTERM in _seen:
+        print(f"neurolocal {command}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    print(f"neurolocal {command}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def run(make_parser: Callable, argv: list[str]) -> int:
     """Parse ``argv`` and run the command it names; map every ending to an exit code."""
     sys.stdout, sys.stderr = _Discarding(sys.stdout), _Discarding(sys.stderr)
@@ -114,6 +123,9 @@ def run(make_parser: Callable, argv: list[str]) -> int:
             raise KeyboardInterrupt
         return code
     except NeurolocalError as exc:
+        if _seen:  # the error came while the run was being stopped: the stop is the ending
+            print(f"neurolocal {command}: note: {exc}", file=sys.stderr)
+            return _signal_ending(command)
         print(f"neurolocal {command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
