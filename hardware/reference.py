@@ -412,10 +412,7 @@ class ReferenceSimulator:
             incs = self.increments(comps)
             if apply:
                 self.apply(incs)
-            for key, d in incs.items():
-                acc = total.setdefault(key, {})
-                for var, dv in d.items():
-                    acc[var] = acc.get(var, 0.0) + dv
+            _accumulate(total, incs)
         return {"layers": layers, "comps": comps, "increments": total}
 
     def _run_sequence(self, spikes: np.ndarray, target: np.ndarray | None, *,
@@ -445,10 +442,7 @@ class ReferenceSimulator:
             incs = self.increments(comps, only="w")
             if apply:
                 self.apply(incs)
-            for key, d in incs.items():
-                acc = total.setdefault(key, {})
-                for var, dv in d.items():
-                    acc[var] = acc.get(var, 0.0) + dv
+            _accumulate(total, incs)
         if target is None:
             comps = self.compartments(layers, None, consts=self.sub_consts[-1])
         return {"layers": layers, "comps": comps, "increments": total}
@@ -502,6 +496,14 @@ class ReferenceSimulator:
         if apply:
             self.apply(incs)
         return {"drive": drive, "noise": xi, "increments": incs}
+
+
+def _accumulate(total: dict, incs: dict) -> None:
+    """Add one learning epoch's increments into the sample's totals."""
+    for key, d in incs.items():
+        acc = total.setdefault(key, {})
+        for var, dv in d.items():
+            acc[var] = acc.get(var, 0.0) + dv
 
 
 def _with_bias(comps: dict) -> dict:

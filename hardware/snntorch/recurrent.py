@@ -16,9 +16,9 @@ from typing import Any
 from neurolocal.errors import LoweringError
 from neurolocal.rule import FORWARD, RECURRENT
 
-from ..timed import encode_sequence, trace_vars
+from ..timed import check_recurrent, encode_sequence, trace_vars
 from .lower import update_function_name
-from .runtime import SnnTorchRunner, _with_bias
+from .runtime import SnnTorchRunner, _with_bias, accumulate
 
 
 class SnnTorchSequenceRunner(SnnTorchRunner):
@@ -35,14 +35,7 @@ class SnnTorchSequenceRunner(SnnTorchRunner):
             raise LoweringError("reset='subtract' is not lowered with recurrent layers on "
                                 "snntorch (the delayed reset and R's delay are one step apart);"
                                 " use reset='zero' (the default)")
-        if net.recurrent and not program.timed:
-            raise LoweringError(
-                f"layer {min(net.recurrent)} of this network is recurrent (R) and rule "
-                f"{program.name} has no time statements (on R, an end phase): on snntorch a "
-                "recurrent network learns with a recurrent rule (dfa-rnn, sdfa-rnn)")
-        if RECURRENT in program.learned_projections and not net.recurrent:
-            raise LoweringError(f"rule {program.name} updates recurrent synapses R; this "
-                                "network has no recurrent layer (build_rnn, --recurrent N)")
+        check_recurrent(net, program, "snntorch")
         super().__init__(net, program, **options)
         self.traces: dict = {}
         self._rin: dict = {}
@@ -186,10 +179,7 @@ class SnnTorchSequenceRunner(SnnTorchRunner):
                     self.reduce([v for d in incs.values() for v in d.values()])
                 if apply:
                     self.apply(incs)
-                for key, d in incs.items():
-                    acc = total.setdefault(key, {})
-                    for var, dv in d.items():
-                        acc[var] = acc[var] + dv if var in acc else dv
+                accumulate(total, incs)
         return {"raw": raw, "comps": comps, "increments": total}
 
     def encode(self, x: Any) -> Any:

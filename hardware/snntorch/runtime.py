@@ -327,10 +327,7 @@ class SnnTorchRunner:
                     self.reduce([v for d in incs.values() for v in d.values()])
                 if apply:
                     self.apply(incs)
-                for key, d in incs.items():
-                    acc = total.setdefault(key, {})
-                    for var, dv in d.items():
-                        acc[var] = acc[var] + dv if var in acc else dv
+                accumulate(total, incs)
         return {"raw": raw, "comps": comps, "increments": total}
 
     # -- noise epochs ---------------------------------------------------------------------
@@ -440,6 +437,14 @@ class SnnTorchRunner:
         with self.torch.no_grad():
             raw = self.simulate(spikes)
         return self.scores(raw[-1]).cpu().numpy()
+
+
+def accumulate(total: dict, incs: dict) -> None:
+    """Add one learning epoch's increments into the sample's totals."""
+    for key, d in incs.items():
+        acc = total.setdefault(key, {})
+        for var, dv in d.items():
+            acc[var] = acc[var] + dv if var in acc else dv
 
 
 def _with_bias(comps: dict, torch) -> dict:
