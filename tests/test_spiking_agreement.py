@@ -7,6 +7,7 @@ on rounding). A hand-worked example pins the semantics themselves.
 
 import numpy as np
 import pytest
+from support.driven import driven_setup
 
 from neurolocal.hardware.base import get_target
 from neurolocal.hardware.reference import ReferenceSimulator
@@ -35,15 +36,7 @@ T, EPOCHS = 12, 6
 
 def _setup(rule_name: str, config: SpikingConfig, sizes=SIZES, *, allow_nonlocal=False):
     rule = get_rule(rule_name).with_globals(lr=0.5)
-    net = build_mlp(sizes, rule, seed=3)
-    for layer in range(1, net.depth + 1):  # enough drive that every layer spikes
-        net.state["W"][layer]["w"] *= 4.0
-        net.state["W"][layer]["w"][:, -1] = 0.1
-    rng = np.random.default_rng(7)
-    spikes = (rng.random((EPOCHS, config.timesteps, sizes[0])) < 0.4).astype(np.float64)
-    targets = np.eye(sizes[-1])[rng.integers(0, sizes[-1], EPOCHS)]
-    ref = ReferenceSimulator(net, lower_rule(rule, config, allow_nonlocal=allow_nonlocal))
-    return net, ref, spikes, targets
+    return driven_setup(rule, config, sizes, EPOCHS, allow_nonlocal=allow_nonlocal)[:4]
 
 
 def _learned(ref, proj):

@@ -8,6 +8,7 @@ tolerance (float64). Hand-worked cases pin the noise epoch and the learning epoc
 
 import numpy as np
 import pytest
+from support.driven import driven_setup
 
 import neurolocal as nl
 from neurolocal.errors import LoweringError
@@ -37,16 +38,7 @@ def _rule(name: str):
 
 
 def _setup(name: str, config: SpikingConfig, sizes):
-    rule = _rule(name)
-    net = build_mlp(sizes, rule, seed=3)
-    for layer in range(1, net.depth + 1):  # enough drive that every layer spikes
-        net.state["W"][layer]["w"] *= 4.0
-        net.state["W"][layer]["w"][:, -1] = 0.1
-    rng = np.random.default_rng(7)
-    spikes = (rng.random((EPOCHS, config.timesteps, sizes[0])) < 0.4).astype(np.float64)
-    targets = np.eye(sizes[-1])[rng.integers(0, sizes[-1], EPOCHS)]
-    program = lower_rule(rule, config)
-    return net, ReferenceSimulator(net, program, seed=1), spikes, targets, rng
+    return driven_setup(_rule(name), config, sizes, EPOCHS, ref_seed=1)
 
 
 @pytest.mark.parametrize("name,cfg_name,sizes", [

@@ -7,10 +7,10 @@ test_spiking_agreement.py; what cannot lower yet is refused by name.
 
 import numpy as np
 import pytest
+from support.driven import driven_setup
 
 from neurolocal.errors import LoweringError
 from neurolocal.hardware.base import get_target
-from neurolocal.hardware.reference import ReferenceSimulator
 from neurolocal.hardware.semantics import SpikingConfig, lower_rule
 from neurolocal.network import build_mlp
 from neurolocal.parser import parse_rule
@@ -26,16 +26,8 @@ CONFIGS = {
 }
 
 
-def _setup(rule, config, sizes, *, allow_nonlocal=False, seed=3):
-    net = build_mlp(sizes, rule, seed=seed)
-    for layer in range(1, net.depth + 1):  # enough drive that every layer spikes
-        net.state["W"][layer]["w"] *= 4.0
-        net.state["W"][layer]["w"][:, -1] = 0.1
-    rng = np.random.default_rng(7)
-    spikes = (rng.random((EPOCHS, config.timesteps, sizes[0])) < 0.4).astype(np.float64)
-    targets = np.eye(sizes[-1])[rng.integers(0, sizes[-1], EPOCHS)]
-    program = lower_rule(rule, config, allow_nonlocal=allow_nonlocal)
-    return net, ReferenceSimulator(net, program), spikes, targets
+def _setup(rule, config, sizes, *, allow_nonlocal=False):
+    return driven_setup(rule, config, sizes, EPOCHS, allow_nonlocal=allow_nonlocal)[:4]
 
 
 def _ar(**globals_):

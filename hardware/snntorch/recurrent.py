@@ -175,16 +175,11 @@ class SnnTorchSequenceRunner(SnnTorchRunner):
                                   None)
                 comps = self.compartments(raw, tgt, sub=sub)
                 incs = self._timed_increments(comps) if prog.timed else self.increments(comps)
-                if self.reduce is not None:
-                    self.reduce([v for d in incs.values() for v in d.values()])
-                if apply:
-                    self.apply(incs)
+                self._land(incs, apply)
                 accumulate(total, incs)
         return {"raw": raw, "comps": comps, "increments": total}
 
     def encode(self, x: Any) -> Any:
         """Sequences (B, steps, features) -> spikes (steps * E, B, features)."""
-        x = self._to(x) if not isinstance(x, self.torch.Tensor) else x.to(self.device,
-                                                                           self.dtype)
-        return encode_sequence(x, self.cfg, seed=self.gen if self.device.type == "cpu" else
-                               int(self.torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
+        x, seed = self._encoding(x)
+        return encode_sequence(x, self.cfg, seed=seed)

@@ -323,10 +323,7 @@ class SnnTorchRunner:
                 prev_noise = epoch_noise
                 comps = self.compartments(raw, tgt, sub=sub, slow=slow)
                 incs = self.increments(comps)
-                if self.reduce is not None:  # --distributed: one all-reduce of the update
-                    self.reduce([v for d in incs.values() for v in d.values()])
-                if apply:
-                    self.apply(incs)
+                self._land(incs, apply)
                 accumulate(total, incs)
         return {"raw": raw, "comps": comps, "increments": total}
 
@@ -374,17 +371,26 @@ class SnnTorchRunner:
                     post = {NOISE_VALUE: xi[layer], fb.target: torch.matmul(
                         drive[layer + 1], self.feedback_weights(fb, layer).T)}
                     incs[(proj, layer)] = fn(pre, post, self.state[proj][layer], self.g, n)
-            if self.reduce is not None:
-                self.reduce([v for d in incs.values() for v in d.values()])
-            if apply:
-                self.apply(incs)
+            self._land(incs, apply)
         return {"drive": drive, "noise": xi, "increments": incs}
 
-    def encode(self, x: Any) -> Any:
+    def _land(self, incs: dict, apply: bool) -> None:
+        """One epoch's increments: all-reduced under --distributed, then applied."""
+        if self.reduce is not None:
+            self.reduce([v for d in incs.values() for v in d.values()])
+        if apply:
+            self.apply(incs)
+
+    def _encoding(self, x: Any) -> tuple[Any, Any]:
+        """``x`` as a tensor here and the seed of its spikes (the generator on the CPU)."""
         x = self._to(x) if not isinstance(x, self.torch.Tensor) else x.to(self.device,
                                                                            self.dtype)
-        return encode_input(x, self.cfg, seed=self.gen if self.device.type == "cpu" else
-                            int(self.torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
+        return x, self.gen if self.device.type == "cpu" else int(
+            self.torch.randint(0, 2**31 - 1, (1,), generator=self.gen))
+
+    def encode(self, x: Any) -> Any:
+        x, seed = self._encoding(x)
+        return encode_input(x, self.cfg, seed=seed)
 
     def learn(self, x: Any, onehot: Any) -> None:
         """Pixels (N, n0) in order, ``batch_size`` samples per learning epoch."""
