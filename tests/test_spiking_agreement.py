@@ -161,3 +161,25 @@ def test_hand_worked_if_chain():
     drive = float(layers[2]["asum"][0, 0]) / 4  # steps 2..5: 0, .6, 0, .6
     assert drive == pytest.approx(0.3)
     assert scores[0, 0] == pytest.approx(1 / 4 + 0.5 / 6 * np.tanh(drive))
+
+
+def test_a_forward_update_reading_more_than_the_rate_agrees():
+    """The runner prepares only the pre compartments an update reads (with the bias neuron):
+    a rule reading the pre trace x1 and the drive a too must still match the reference."""
+    import neurolocal as nl
+
+    rule = nl.parse_rule(
+        "rule dfa-x\nglobal lr = 0.5\noutput err = r - target\noutput delta = err\n"
+        "feedback B = output.err -> err via random\nneuron delta = err * dphi\n"
+        "on W: dw = -lr * post.delta * pre.r - 0.1 * lr * post.delta * pre.x1\n")
+    config = SpikingConfig(timesteps=T)
+    net, ref, spikes, targets, _ = driven_setup(rule, config, SIZES, EPOCHS)
+    snn = snntorch_runner(net, config, dtype="float64")
+    for k in range(EPOCHS):
+        ref.run_epoch(spikes[k][:, None, :], targets[k][None])
+        snn.run_epoch(spikes[k][:, None, :], targets[k][None])
+    for layer in (1, 2):
+        start = np.asarray(net.state["W"][layer]["w"], np.float64)
+        assert np.abs(ref.state["W"][layer]["w"] - start).max() > 1e-3
+        np.testing.assert_allclose(snn.state["W"][layer]["w"].numpy(),
+                                   ref.state["W"][layer]["w"], atol=1e-10)

@@ -80,6 +80,19 @@ def generate_source(program: SpikingProgram) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pre_reads(program: SpikingProgram, projection: str) -> frozenset[str]:
+    """The pre-synaptic compartments ``projection``'s update reads (``r`` always: the
+    pairwise form broadcasts against it), so a runner prepares no others."""
+    names = {"r"}
+    for up in program.updates_for(projection):
+        for t in up.terms:
+            for s in t.expr.free_symbols:
+                scope, _, name = s.name.partition("__")
+                if scope == "pre" and name:
+                    names.add(name)
+    return frozenset(names)
+
+
 def update_function_name(projection: str) -> str:
     return f"update_{_fn(projection)}"
 

@@ -150,9 +150,10 @@ class SnnTorchSequenceRunner(SnnTorchRunner):
         return out
 
     def run_epoch(self, spikes: Any, target: Any = None, *, learn: bool = True,
-                  noise: dict | None = None, apply: bool = True) -> dict:
+                  noise: dict | None = None, apply: bool = True, totals: bool = True) -> dict:
         """One batch of sequences (T, B, n0): a learning epoch per sequence step (or, without
-        a target, the sequence run unchanged and read at its last step)."""
+        a target, the sequence run unchanged and read at its last step); ``totals`` as in
+        the feed-forward runner."""
         torch, prog = self.torch, self.program
         with torch.no_grad():
             if target is None or not learn:
@@ -176,7 +177,8 @@ class SnnTorchSequenceRunner(SnnTorchRunner):
                 comps = self.compartments(raw, tgt, sub=sub)
                 incs = self._timed_increments(comps) if prog.timed else self.increments(comps)
                 self._land(incs, apply)
-                accumulate(total, incs)
+                if totals:
+                    accumulate(total, incs)
         return {"raw": raw, "comps": comps, "increments": total}
 
     def encode(self, x: Any) -> Any:

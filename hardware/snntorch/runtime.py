@@ -23,7 +23,7 @@ from ..arrayops import torch_device, torch_ops
 from ..encoding import encode_input
 from ..noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
 from ..semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
-from .lower import generate_source, noise_function_name, update_function_name
+from .lower import generate_source, noise_function_name, pre_reads, update_function_name
 from .relax import settle
 
 
@@ -59,6 +59,7 @@ class SnnTorchRunner:
              ns)
         self.mod = ns
         self.g = dict(self.program.globals)
+        self._pre_reads = pre_reads(program, FORWARD)
         program.check_depth(net.depth)
         self.k = [self.cfg.constants(layer) for layer in range(net.depth + 1)]
         self.sub_k = [[program.constants(layer, sub) for layer in range(net.depth + 1)]
@@ -123,7 +124,8 @@ class SnnTorchRunner:
         return self.state[FORWARD][layer]["w"][:, -1]
 
     def _forward_increment(self, fn, layer: int, pre: dict, post: dict, n: int) -> dict:
-        return fn(_with_bias(pre, self.torch), post, self.state[FORWARD][layer], self.g, n)
+        return fn(_with_bias(pre, self.torch, self._pre_reads), post,
+                  self.state[FORWARD][layer], self.g, n)
 
     # -- dynamics -------------------------------------------------------------------
     def _tensor_in(self, a: Any) -> Any:
@@ -294,11 +296,12 @@ class SnnTorchRunner:
         return out
 
     def run_epoch(self, spikes: Any, target: Any = None, *, learn: bool = True,
-                  noise: dict | None = None, apply: bool = True) -> dict:
+                  noise: dict | None = None, apply: bool = True, totals: bool = True) -> dict:
         """One sample for a batch of input spike trains (T, B, n0): its learning epochs (or,
         without a target, one inference epoch). ``noise`` replays a recorded private-noise
         draw (``{source: {layer: (epochs, B, n)}}``); ``apply=False`` holds the weights.
-        Returns the last epoch's raw state and compartments, and the summed increments."""
+        Returns the last epoch's raw state and compartments, and (``totals``: training
+        skips them) the increments summed over the sample's learning epochs."""
         with self.torch.no_grad():
             if target is None or not learn:
                 raw = self.simulate(spikes)
@@ -324,7 +327,8 @@ class SnnTorchRunner:
                 comps = self.compartments(raw, tgt, sub=sub, slow=slow)
                 incs = self.increments(comps)
                 self._land(incs, apply)
-                accumulate(total, incs)
+                if totals:
+                    accumulate(total, incs)
         return {"raw": raw, "comps": comps, "increments": total}
 
     # -- noise epochs ---------------------------------------------------------------------
@@ -399,7 +403,7 @@ class SnnTorchRunner:
 
     def step(self, x: Any, onehot: Any) -> dict:
         """Encode one batch of pixels as spikes, learn from it, then run its noise epochs."""
-        out = self.run_epoch(self.encode(x), onehot)
+        out = self.run_epoch(self.encode(x), onehot, totals=False)
         self._noise_epochs(len(x))
         return out
 
@@ -416,7 +420,8 @@ class SnnTorchRunner:
     def learn_spikes(self, spikes: Any, onehot: Any) -> None:
         """Spike trains (T, N, n0) in order, ``batch_size`` samples per learning epoch."""
         for i in range(0, spikes.shape[1], self.batch_size):
-            self.run_epoch(spikes[:, i:i + self.batch_size], onehot[i:i + self.batch_size])
+            self.run_epoch(spikes[:, i:i + self.batch_size], onehot[i:i + self.batch_size],
+                           totals=False)
             self._noise_epochs(min(self.batch_size, spikes.shape[1] - i))
 
     def close(self) -> None:
@@ -453,10 +458,13 @@ def accumulate(total: dict, incs: dict) -> None:
             acc[var] = acc[var] + dv if var in acc else dv
 
 
-def _with_bias(comps: dict, torch) -> dict:
-    """Pre-synaptic compartments plus the always-on bias neuron (axon signals 1, others 0)."""
+def _with_bias(comps: dict, torch, names: frozenset | None = None) -> dict:
+    """Pre-synaptic compartments plus the always-on bias neuron (axon signals 1, others 0);
+    ``names``: only these (what the forward update reads)."""
     out = {}
     for k, v in comps.items():
+        if names is not None and k not in names:
+            continue
         fill = 1.0 if k in AXON_SIGNALS else 0.0
         out[k] = torch.cat([v, torch.full_like(v[:, :1], fill)], 1)
     return out
