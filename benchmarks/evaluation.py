@@ -125,8 +125,10 @@ def _methods(model, zero, x, args):
             n, lambda: run_lava(zero, x[:n], t, tag="floating_pt")),
         "lava floating_pt, hand-written copies (reset to zero, v0 = 0)": (
             n, lambda: handwritten_lava(zw1, zb1, zw2, zb2, x[:n], t, ztheta)),
-        "brian2 cython, batched": (
+        "brian2 cython, batched": (  # one worker process per core (the default)
             n, lambda: run_brian2(model, x[:n], t, codegen_target="cython")),
+        "brian2 cython, batched, 1 process": (
+            n, lambda: run_brian2(model, x[:n], t, codegen_target="cython", workers=1)),
         "brian2 numpy, batched": (n, lambda: run_brian2(model, x[:n], t)),
         "brian2 numpy, 16 per network (first version)": (
             ns, lambda: run_brian2_v1(model, x[:ns], t)),

@@ -263,6 +263,52 @@ def test_brian2_chunks_of_copies_equal_one_network(data, mlp):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("inp", ["current", "poisson"])
+def test_brian2_worker_shards_equal_one_process(data, mlp, inp):
+    """Shards in forked workers (one short of chunks of copies) give every image the
+    counts and read-out of one in-process network, and leave no process behind."""
+    import multiprocessing
+
+    _, _, xt, _ = data
+    model = set_neurons(mlp, "IF", v_init=0.5)
+    one = run_brian2(model, xt[:17], 12, input=inp, workers=1, return_counts=True)
+    split = run_brian2(model, xt[:17], 12, input=inp, workers=3, batch_size=4,
+                       return_counts=True)
+    assert one.extra["workers"] == 1 and split.extra["workers"] == 3
+    np.testing.assert_array_equal(one.outputs, split.outputs)
+    for a, b in zip(one.spike_counts, split.spike_counts):
+        np.testing.assert_array_equal(a, b)
+    assert sum(int(c.sum()) for c in one.spike_counts) > 0
+    assert not [p for p in multiprocessing.active_children() if "brian2" in p.name]
+
+
+def test_brian2_worker_errors_reach_the_caller_and_no_worker_stays(mlp, monkeypatch):
+    import multiprocessing
+
+    from neurolocal.errors import NeurolocalError
+    from neurolocal.hardware.brian2 import shards
+
+    with pytest.raises(NeurolocalError, match="workers must be an integer >= 1"):
+        shards.worker_count(10, 0)
+
+    def fail(lo, hi):
+        if lo:
+            raise ValueError(f"shard {lo}..{hi} failed")
+        return lo
+
+    with pytest.raises(ValueError, match="shard 5..10 failed"):
+        shards.run_shards(fail, shards.bounds(10, 2))
+
+    def die(lo, hi):
+        import os
+        os._exit(3)
+
+    with pytest.raises(NeurolocalError, match=r"images 0..4 died \(exit code 3"):
+        shards.run_shards(die, shards.bounds(10, 2))
+    assert not [p for p in multiprocessing.active_children() if "brian2" in p.name]
+    assert shards.bounds(10, 3) == [(0, 3), (3, 6), (6, 10)]
+
+
 def test_lava_needs_enough_timesteps(mlp, lava):
     with pytest.raises(ConversionError, match="timesteps >= 3"):
         lava(mlp, np.zeros((1, 784)), 2)

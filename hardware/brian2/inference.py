@@ -53,6 +53,7 @@ from neurolocal.converters.model import (
 
 from ..encoding import poisson_spikes
 from .runtime import set_prefs
+from .shards import bounds, run_shards, worker_count
 
 __all__ = ["NEURON_BUDGET", "SYNAPSE_BUDGET", "auto_batch_size", "run_brian2"]
 
@@ -236,11 +237,12 @@ class _Network:
 
 
 def _chunk_spikes(xb: np.ndarray, timesteps: int, spikes: np.ndarray | None, seed: int,
-                  start: int, b: int) -> np.ndarray:
-    """Input spikes (T, b, n_in) of one chunk (blank rows pad a short chunk)."""
+                  start: int, b: int, offset: int = 0) -> np.ndarray:
+    """Input spikes (T, b, n_in) of one chunk (blank rows pad a short chunk); ``offset``:
+    the index of ``spikes``' first image among all (each image's draw is seeded by it)."""
     m = len(xb)
     sp = spikes[:timesteps, start:start + m] if spikes is not None else poisson_spikes(
-        xb.astype(np.float32), timesteps, seed=seed, start=start)
+        xb.astype(np.float32), timesteps, seed=seed, start=offset + start)
     sp = np.asarray(sp).reshape(timesteps, m, -1)
     if m < b:
         sp = np.concatenate([sp, np.zeros((timesteps, b - m, sp.shape[2]), sp.dtype)], 1)
@@ -248,8 +250,9 @@ def _chunk_spikes(xb: np.ndarray, timesteps: int, spikes: np.ndarray | None, see
 
 
 def _simulate(net: _Network, xb: np.ndarray, timesteps: int, *, spikes: np.ndarray | None,
-              seed: int, progress: bool, hold: int = 0) -> dict[str, Any]:
-    """Every chunk of ``xb`` through ``net``; counts, read-outs, input spike sums."""
+              seed: int, progress: bool, hold: int = 0, offset: int = 0) -> dict[str, Any]:
+    """Every chunk of ``xb`` (images ``offset ..`` of the run) through ``net``; counts,
+    read-outs, input spike sums."""
     n, b = len(xb), net.copies
     outputs, counts_all = [], []
     in_sum = None if net.input == "current" else np.zeros(net.model.layers[0].n_in)
@@ -261,7 +264,7 @@ def _simulate(net: _Network, xb: np.ndarray, timesteps: int, *, spikes: np.ndarr
             [chunk, np.zeros((b - m, *chunk.shape[1:]), chunk.dtype)])
         sp = None
         if net.input == "poisson":
-            sp = _chunk_spikes(chunk, timesteps, spikes, seed, start, b)
+            sp = _chunk_spikes(chunk, timesteps, spikes, seed, start, b, offset)
             in_sum += sp[:, :m].sum((0, 1))
         if hold:
             net.load(padded[:, 0], None)
@@ -272,11 +275,21 @@ def _simulate(net: _Network, xb: np.ndarray, timesteps: int, *, spikes: np.ndarr
         outputs.append(out[:m])
         counts_all.append([c[:m] for c in counts])
         if progress:
-            print(f"brian2: {start + m}/{n} samples, {time.perf_counter() - t0:.1f} s",
+            print(f"brian2: {offset + start + m} (of images {offset}..{offset + n - 1}), "
+                  f"{time.perf_counter() - t0:.1f} s",
                   file=sys.stderr, flush=True)
     n_spk = len(counts_all[0])
     return {"outputs": np.concatenate(outputs), "input_sum": in_sum,
             "counts": [np.concatenate([c[k] for c in counts_all]) for k in range(n_spk)]}
+
+
+def _merge(parts: list[dict]) -> dict[str, Any]:
+    """The shards' results in image order."""
+    sums = [p["input_sum"] for p in parts]
+    return {"outputs": np.concatenate([p["outputs"] for p in parts]),
+            "input_sum": None if sums[0] is None else np.sum(sums, 0),
+            "counts": [np.concatenate([p["counts"][k] for p in parts])
+                       for k in range(len(parts[0]["counts"]))]}
 
 
 def run_brian2(
@@ -292,13 +305,17 @@ def run_brian2(
     return_counts: bool = False,
     progress: bool = False,
     raster: int = 0,
+    workers: int | None = None,
 ) -> RunResult:
     """Simulate ``x`` (N, ...) for ``timesteps`` steps with Brian2; same dynamics as snntorch.
 
     ``input``: ``"current"`` or ``"poisson"`` (the same trains as snntorch for the same
-    ``seed``, or the ``spikes`` (T, N, ...) given). ``batch_size``: copies side by side in the
-    one network (default: as many as :data:`NEURON_BUDGET` and :data:`SYNAPSE_BUDGET` allow).
-    ``raster``: spike rasters (images, T, neurons) of the first images in ``extra["raster"]``.
+    ``seed``, or the ``spikes`` (T, N, ...) given). ``batch_size``: copies side by side in
+    one network (default: as many as :data:`NEURON_BUDGET` and :data:`SYNAPSE_BUDGET` allow,
+    shared by the workers). ``workers``: processes, each running a contiguous shard of the
+    images (:mod:`.shards`; default: one per core, at least ``MIN_SHARD`` images each; 1
+    with ``raster``). ``raster``: spike rasters (images, T, neurons) of the first images in
+    ``extra["raster"]``.
     """
     import brian2 as b2
 
@@ -315,13 +332,21 @@ def run_brian2(
     old_target = b2.prefs.codegen.target
     codegen_target = set_prefs(codegen_target)
     try:
-        b = batch_size or auto_batch_size(model, n, poisson=input == "poisson")
-        net = _Network(b2, model, [layer_matrix(layer) for layer in model.layers],
-                       max(1, min(int(b), n)), input, raster)
-        res = _simulate(net, xb, int(timesteps), spikes=spikes, seed=seed, progress=progress,
-                        hold=hold)
-        rasters = net.rasters(int(timesteps)) if raster else None
-        del net
+        w = 1 if raster else worker_count(n, workers)
+        b = batch_size or max(1, auto_batch_size(model, n, poisson=input == "poisson") // w)
+        mats = [layer_matrix(layer) for layer in model.layers]
+
+        def shard(lo: int, hi: int) -> dict[str, Any]:
+            net = _Network(b2, model, mats, max(1, min(int(b), hi - lo)), input, raster)
+            out = _simulate(net, xb[lo:hi], int(timesteps), seed=seed, progress=progress,
+                            spikes=None if spikes is None else spikes[:, lo:hi], hold=hold,
+                            offset=lo)
+            out["raster"] = net.rasters(int(timesteps)) if raster else None
+            return out
+
+        parts = [shard(0, n)] if w == 1 else run_shards(shard, bounds(n, w))
+        res = _merge(parts)
+        rasters = parts[0]["raster"]
     finally:
         b2.prefs.codegen.target = old_target
     output = res["outputs"]
@@ -334,5 +359,6 @@ def run_brian2(
         seconds=time.perf_counter() - t0,
         spike_counts=res["counts"] if return_counts else None,
         extra={"codegen_target": codegen_target, "dtype": "float64", "batch_size": b,
+               "workers": w,
                **({"raster": rasters} if rasters else {})},
     )

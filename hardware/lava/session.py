@@ -16,7 +16,7 @@ from typing import Any
 
 from neurolocal.errors import NeurolocalError
 
-from .workers import guarded, raise_pending, stop_bounded
+from ..workers import guarded, raise_pending, stop_bounded
 
 
 class LavaGraphError(NeurolocalError):

@@ -1,10 +1,12 @@
-"""Lava's worker processes: they stop with the run, and die with their parent.
+"""Forked worker processes (Lava's, Brian2's evaluation shards): they stop with the run,
+and die with their parent.
 
-Lava forks one process per process model, a runtime service and a shared-memory manager.
-Three things go wrong without care: Ctrl-C reaches every process of the terminal's process
-group, so workers die half-way while the parent waits for their replies (the run hangs);
-a parent killed outright leaves its workers running (about 400 MB each); and a second signal
-during clean-up interrupts the clean-up itself. So, while a Lava session is open:
+Lava forks one process per process model, a runtime service and a shared-memory manager;
+batched Brian2 evaluation forks one process per shard of the images. Three things go wrong
+without care: Ctrl-C reaches every process of the terminal's process group, so workers die
+half-way while the parent waits for their replies (the run hangs); a parent killed outright
+leaves its workers running (about 400 MB each); and a second signal during clean-up
+interrupts the clean-up itself. So, while a session is open (:func:`guarded`):
 
 * every process forked from here ignores SIGINT (the parent stops them) and asks the kernel
   to kill it when its parent dies (Linux ``PR_SET_PDEATHSIG``), checking that the parent is
