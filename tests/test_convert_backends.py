@@ -240,6 +240,14 @@ def test_lava_conv_layers_run_as_factored_synapses(data, cnn, lava):
     layer2 = _fixed_plan(q).layers[1]
     assert len(layer2.synapse_matrices) == 2
     assert sum(f.nnz for f in layer2.factors) < layer2.matrix.nnz / 2
+    from neurolocal.hardware.lava.runtime import import_lava
+
+    import_lava()
+    from neurolocal.hardware.lava.procs.factored_sparse import PyFactoredSparseFixed
+
+    kinds = [type(f).__name__ for f in PyFactoredSparseFixed._prepare(
+        None, layer2.synapse_matrices, layer2.message_bits)]
+    assert kinds == ["csr_matrix", "ndarray"], kinds  # the pool sparse, the conv dense
     emu = simulate_fixed(q, xt[:10], 12, return_counts=True, model=model)
     got = lava(q, xt[:10], 12, record_neurons=True, float_model=model)
     np.testing.assert_array_equal(got.outputs, emu.outputs)

@@ -274,8 +274,9 @@ def block_diagonal(mat: Any, copies: int) -> Any:
 def batch_size(plan: _Plan, timesteps: int, n: int, *, first_on_lava: bool) -> int:
     """Images per batched run: as many as the neuron, synapse and source budgets allow."""
     neurons = sum(layer.n_out for layer in plan.layers)
-    synapses = sum(sum(m.nnz for m in layer.synapse_matrices)
-                   for layer in plan.layers[0 if first_on_lava else 1:])
+    # factored layers keep one image's factors whatever the copies (FactoredSparse(copies=))
+    synapses = sum(layer.synapse_matrices[0].nnz for layer in plan.layers[
+        0 if first_on_lava else 1:] if len(layer.synapse_matrices) == 1)
     synapses += sum(layer.recurrent.nnz for layer in plan.layers if layer.recurrent is not None)
     first = plan.layers[0]
     source = (first.n_in if first_on_lava else first.n_out) * (
@@ -332,11 +333,11 @@ def _build_batched(plan: _Plan, m: int, timesteps: int, data: np.ndarray, keep: 
     for k, layer in enumerate(plan.layers):
         start = k + 1 + d0
         if k > 0 or first_on_lava:
-            mats = [block_diagonal(f, m) for f in layer.synapse_matrices]
+            mats = layer.synapse_matrices
             kw = {"weight_exp": layer.weight_exp, "num_message_bits": layer.message_bits,
                   "name": f"nl_{layer.name}_syn"}
-            syn = (Sparse(weights=mats[0], **kw) if len(mats) == 1
-                   else FactoredSparse(factors=mats, **kw))
+            syn = (Sparse(weights=block_diagonal(mats[0], m), **kw) if len(mats) == 1
+                   else FactoredSparse(factors=mats, copies=m, **kw))
             prev.connect(syn.s_in)
             prev = syn.a_out
             procs.append(syn)

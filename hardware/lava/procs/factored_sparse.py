@@ -9,6 +9,14 @@ point the weight exponent's shift (a floor shift for a negative exponent) on the
 The fixed-point factors are the quantiser's loadable integers
 (:meth:`neurolocal.converters.quantise.QuantLayer.factors`, whose product is checked equal to
 the matrix Lava's ``Dense`` receives), so the sums are the same integers.
+
+``copies``: the factors are one image's, and the ports carry ``copies`` images side by side
+(batched evaluation). The product then runs on all copies at once as a matrix of copies
+columns -- a block-diagonal matrix-vector product would stream every weight once per copy;
+this reads it once per step. Floats keep CSR's summation order (the same sums as one image
+per graph); integers, whose sums are exact in any order, use a dense BLAS product for a
+factor dense enough that this is faster, while every partial sum stays an exact float64
+integer (checked from the factors' row sums and the input's bit width).
 """
 
 from __future__ import annotations
@@ -29,18 +37,28 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 __all__ = ["FactoredSparse", "PyFactoredSparseFixed", "PyFactoredSparseFloat"]
 
 
+#: a factor at least this dense runs as a dense product in fixed point
+DENSE_FRACTION = 0.05
+DENSE_MAX = 2**24  #: and holds at most this many entries (128 MB)
+_EXACT = 2.0**53  # float64 holds every integer below this exactly
+
+
 class FactoredSparse(AbstractProcess):
-    """``a_out = factors[-1] @ ... @ factors[0] @ s_in`` (scipy CSR matrices, in order)."""
+    """``a_out = factors[-1] @ ... @ factors[0] @ s_in`` (scipy CSR matrices, in order), for
+    each of ``copies`` images side by side."""
 
     def __init__(self, *, factors: list[Any], weight_exp: int = 0, num_message_bits: int = 0,
-                 name: str | None = None) -> None:
+                 copies: int = 1, name: str | None = None) -> None:
         for a, b in zip(factors[:-1], factors[1:]):
             if a.shape[0] != b.shape[1]:
                 raise ValueError(f"FactoredSparse: factor shapes {a.shape} then {b.shape} "
                                  "do not chain")
-        n_in, n_out = factors[0].shape[1], factors[-1].shape[0]
+        if int(copies) != copies or copies < 1:
+            raise ValueError(f"FactoredSparse: copies must be an integer >= 1, got {copies!r}")
+        copies = int(copies)
+        n_in, n_out = factors[0].shape[1] * copies, factors[-1].shape[0] * copies
         super().__init__(factors=list(factors), weight_exp=int(weight_exp),
-                         num_message_bits=int(num_message_bits), name=name)
+                         num_message_bits=int(num_message_bits), copies=copies, name=name)
         self.s_in = InPort(shape=(n_in,))
         self.a_out = OutPort(shape=(n_out,))
         self.a_buff = Var(shape=(n_out,), init=0)
@@ -49,16 +67,20 @@ class FactoredSparse(AbstractProcess):
 class _FactoredModel(PyLoihiProcessModel):
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
-        self.factors = proc_params["factors"]
         self.graded = proc_params["num_message_bits"] > 0
         self.weight_exp = proc_params["weight_exp"]
+        self.copies = proc_params.get("copies", 1)
+        self.factors = self._prepare(proc_params["factors"], proc_params["num_message_bits"])
+
+    def _prepare(self, factors: list[Any], bits: int) -> list[Any]:
+        return list(factors)
 
     def _accumulate(self, s_in: np.ndarray, dtype: Any) -> np.ndarray:
         h = s_in if self.graded else s_in.astype(bool)
-        h = h.astype(dtype)
+        h = h.astype(dtype).reshape(self.copies, -1).T  # (n_in, copies)
         for f in self.factors:
-            h = f.dot(h)
-        return h
+            h = f @ h
+        return np.ascontiguousarray(h.T).reshape(-1).astype(dtype)
 
     def run_spk(self) -> None:
         self.a_out.send(self.a_buff)  # the previous step's sum: Sparse's one-step delay
@@ -86,6 +108,27 @@ class PyFactoredSparseFixed(_FactoredModel):
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=16)
     a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
     _dtype = np.int64
+
+    def _prepare(self, factors: list[Any], bits: int) -> list[Any]:
+        """Dense float64 for a dense enough factor while every sum is an exact integer
+        (bound: the input's largest magnitude times each factor's largest row sum)."""
+        bound, out = 2.0 ** max(bits, 1), []
+        for f in factors:
+            bound *= float(abs(f).sum(axis=1).max()) if f.nnz else 0.0
+            size = f.shape[0] * f.shape[1]
+            dense = f.nnz >= DENSE_FRACTION * size and size <= DENSE_MAX and bound < _EXACT
+            out.append(f.toarray().astype(np.float64) if dense else f.astype(np.int64))
+        return out
+
+    def _accumulate(self, s_in: np.ndarray, dtype: Any) -> np.ndarray:
+        h = s_in if self.graded else s_in.astype(bool)
+        h = h.astype(np.int64).reshape(self.copies, -1).T  # (n_in, copies)
+        for f in self.factors:
+            if isinstance(f, np.ndarray):  # exact: integer values below 2**53
+                h = np.rint(f @ h.astype(np.float64)).astype(np.int64)
+            else:
+                h = f @ h
+        return np.ascontiguousarray(h.T).reshape(-1)
 
     def _finish(self, h: np.ndarray) -> np.ndarray:
         e = self.weight_exp
