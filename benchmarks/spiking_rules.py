@@ -3,8 +3,9 @@
 Prints (and with ``--json FILE`` writes, after every run, so a long run keeps what it did):
 
 1. accuracy -- snntorch, 784-500-10, full MNIST, T = 40, the spiking DFA benchmark's optimiser
-   and schedule (batch 20, forward lr 0.2 x 0.8 per pass, 8 passes; every other global at the
-   rule's default): test accuracy and the B - W^T angle of each rule and of fa in the same run;
+   and schedule (batch 20, forward lr 0.2 x 0.8 per pass per sample batch -- divided by the
+   learning epochs per sample, 4 for pal --, 8 passes; every other global at the rule's
+   default): test accuracy and the B - W^T angle of each rule and of fa in the same run;
 2. subset -- one online pass (batch 1) over the first 1000 training images on snntorch, Brian2
    (Cython) and Lava fixed_pt, the same images, budget and initial weights, first 1000 test
    images; accuracy and B - W^T angle per target;
@@ -101,12 +102,18 @@ def _train(a, rule: str, target: str, **kw) -> dict:
 
 
 def accuracy_section(a, out: dict) -> None:
+    from neurolocal.hardware.semantics import SpikingConfig, sample_epochs
+    from neurolocal.rules import get_rule
+
     runs = out.setdefault("accuracy", {})
     for rule in a.rules.split(","):
         if rule in runs:
             continue
+        # the same step per sample batch: a rule learning M times per sample (pal) takes
+        # lr / M each time, as neurolocal train's spiking default does
+        m = sample_epochs(get_rule(rule), SpikingConfig(timesteps=a.timesteps))
         runs[rule] = _train(a, rule, "snntorch", epochs=a.epochs, batch_size=a.batch_size,
-                            globals={"lr": a.lr}, lr_decay=a.lr_decay, limit=a.limit,
+                            globals={"lr": a.lr / m}, lr_decay=a.lr_decay, limit=a.limit,
                             test_limit=a.test_limit)
         _save(a, out)
         print(f"  {rule}: {runs[rule]['test_accuracy']:.2f} %, B-W^T "

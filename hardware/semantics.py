@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from neurolocal.errors import LoweringError
+from neurolocal.errors import LoweringError, NeurolocalError
 from neurolocal.feedback_weights import evaluate_weights
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD, FeedbackDecl, Rule
@@ -546,6 +546,15 @@ def step_globals(rule: Rule, projection: str = FORWARD) -> tuple[str, ...]:
                      if Ref.of(s).scope == "glob"}
             common = names if common is None else common & names
     return tuple(sorted(common or ()))
+
+
+def sample_epochs(rule: Rule, config: SpikingConfig) -> int:
+    """Learning epochs per sample for ``rule`` under ``config`` (as :func:`lower_rule`'s; 1
+    where it cannot lower: lowering then says why)."""
+    try:
+        return learning_epochs(rule, config, bool(_rewritten(rule)[2]))
+    except NeurolocalError:
+        return 1
 
 
 def _check_globals(rule: Rule) -> None:

@@ -185,8 +185,29 @@ def test_spiking_train_reports_rate_modes_angles():
     assert set(res["feedback_angles"]) == {"B1"}
     assert set(res["update_angles"]) == {"W1", "W2"}
     assert all(0 <= v <= 180 for v in res["update_angles"].values())
-    # the spiking default step: the forward lr is per sample (x batch 20), lr_b is not
-    assert res["globals"]["lr"] == pytest.approx(0.2) and res["globals"]["lr_b"] == 0.01
+    # the spiking default step: the forward lr is per sample (x batch 20, / the 2 learning
+    # epochs of 4 steps a sample of T = 8 has), lr_b is not
+    assert res["globals"]["lr"] == pytest.approx(0.1) and res["globals"]["lr_b"] == 0.01
+
+
+def test_a_rule_learning_several_times_per_sample_takes_its_step_per_sample():
+    """PAL learns in 4 learning epochs per sample at T = 16: each takes a quarter of the
+    per-sample step, on the batched target (x batch) and the online one; --set is the
+    epoch step itself; a rule learning once per sample is unchanged."""
+    from neurolocal.app.training import TrainConfig, train
+    from neurolocal.hardware.semantics import sample_epochs
+
+    assert sample_epochs(get_rule("pal"), SpikingConfig(timesteps=16)) == 4
+    assert sample_epochs(get_rule("dfa"), SpikingConfig(timesteps=16)) == 1
+
+    def lr(**kw):
+        cfg = TrainConfig(hidden=[8], limit=20, test_limit=10, timesteps=16, **kw)
+        return train(cfg, progress=False).to_dict()["globals"]["lr"]
+
+    assert lr(rule="pal", target="snntorch") == pytest.approx(0.01 * 20 / 4)
+    assert lr(rule="pal", target="brian2") == pytest.approx(0.01 / 4)
+    assert lr(rule="pal", target="snntorch", globals={"lr": 0.3}) == pytest.approx(0.3)
+    assert lr(rule="dfa", target="snntorch") == pytest.approx(0.01 * 20)
 
 
 def test_init_without_rule_scales_the_step_once(tmp_path):

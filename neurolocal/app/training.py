@@ -273,23 +273,25 @@ def _per_sample_steps(rule: Rule, cfg: TrainConfig, meta: dict
     return rule, {g: values[g] for g in step_globals(rule) if g in values}
 
 
-def _spiking_steps(rule: Rule, cfg: TrainConfig, target: Any) -> Rule:
+def _spiking_steps(rule: Rule, cfg: TrainConfig, target: Any, scfg: Any) -> Rule:
     """The spiking default step: a rule's forward step size (the global scaling every term of
     ``on W``, e.g. ``lr``) is its step *per sample*, so a target that averages the updates of
-    B samples per learning epoch (snntorch, batch 20) takes B times it, unless it is --set.
-    With --distributed, B is the global batch (every process's share). Rate mode's defaults
-    are unchanged."""
-    from neurolocal.hardware.semantics import step_globals
+    B samples per learning epoch (snntorch, batch 20) takes B times it, and a rule that
+    learns M times per sample (PAL: M = 4 learning epochs) 1/M of it each time, unless it is
+    --set. With --distributed, B is the global batch (every process's share). Rate mode's
+    defaults are unchanged."""
+    from neurolocal.hardware.semantics import sample_epochs, step_globals
 
     from . import distributed
 
     batch = (cfg.batch_size or target.default_batch_size) if "batch_size" in target.options \
         else 1
     batch *= distributed.world_size(cfg)
+    factor = batch / (1 if cfg.recurrent else sample_epochs(rule, scfg))
     values = rule.scalar_globals()
-    scaled = {g: values[g] * batch for g in step_globals(rule) if g not in cfg.globals
+    scaled = {g: values[g] * factor for g in step_globals(rule) if g not in cfg.globals
               and g in values}
-    return rule.with_globals(**scaled) if scaled and batch != 1 else rule
+    return rule.with_globals(**scaled) if scaled and factor != 1 else rule
 
 
 def _bind_options(cfg: TrainConfig, target: Any) -> dict[str, Any]:
@@ -388,7 +390,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=None) -> TrainResult:
     per_sample: dict[str, float] = {}
     if spiking:
         rule, per_sample = _per_sample_steps(rule, cfg, meta)
-        rule = _spiking_steps(rule, cfg, target) if per_sample is not None else rule
+        if per_sample is not None:
+            rule = _spiking_steps(rule, cfg, target, _spiking_config(cfg, meta))
     net = _network(cfg, rule, train_set.x.shape[-1], n_classes, init)
     scfg = _spiking_config(cfg, meta) if spiking else None
     if spiking and net.recurrent:  # a sequence is one sample, a step one learning epoch
