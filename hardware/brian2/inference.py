@@ -332,7 +332,8 @@ def run_brian2(
     old_target = b2.prefs.codegen.target
     codegen_target = set_prefs(codegen_target)
     try:
-        w = 1 if raster else worker_count(n, workers)
+        w = worker_count(n, workers)
+        w = 1 if raster else w  # the rasters are of the first images: one network
         b = batch_size or max(1, auto_batch_size(model, n, poisson=input == "poisson") // w)
         mats = [layer_matrix(layer) for layer in model.layers]
 
