@@ -153,6 +153,13 @@ class RecurrentRunner(RateRunner):
         r = drive[:batch] * 0
         into = {"tanh": xp.tanh, "sigmoid": xp.sigmoid if torch else None,
                 "relu": xp.relu if torch else None}.get(kind)
+        if torch and into is not None:  # the step's views made once: no indexing per step
+            d_t, a_t, f_t, r_t = (v.view(steps, batch, -1).unbind(0)
+                                  for v in (drive, a_all, f_all, r_all))
+            for t in range(steps):
+                into(xp.addmm(d_t[t], r, rec, out=a_t[t]), out=f_t[t])
+                r = xp.lerp(f_t[t], r, leak, out=r_t[t]) if leak else f_t[t]
+            return a_all, r_all, f_all
         for t in range(steps):
             rows = slice(t * batch, (t + 1) * batch)
             if torch:
