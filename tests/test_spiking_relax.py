@@ -246,3 +246,27 @@ def test_the_settling_report_measures_the_decay_beside_the_rate_criterion():
     assert set(rep["relaxed_cosines"]) == {"u1"}
     assert spiking_settling(get_target("snntorch").runner(
         build_mlp([20, 10, 3], get_rule("dfa"), seed=0), config), x, np.arange(6) % 3) == {}
+
+
+def test_exact_relaxation_settles_to_the_spiking_networks_own_gradient():
+    """ar-exact (transported feedback): the relaxed x of every hidden layer is dL/dr of the
+    spiking network's own loss through its surrogate derivative (cosine 1 once settled),
+    whatever its distance from the rate network's softmax gradient."""
+    pytest.importorskip("snntorch")
+    from neurolocal.app.settling import spiking_settling, surrogate_gradients
+
+    config = SpikingConfig(timesteps=T)
+    net, ref, _spikes, _targets = _setup(get_rule("ar-exact"), config, [20, 12, 10, 3],
+                                         allow_nonlocal=True)
+    snn = get_target("snntorch").runner(net, config, dtype="float64", allow_nonlocal=True)
+    x = np.random.default_rng(1).random((8, 20))
+    rep = spiking_settling(snn, x, np.arange(8) % 3)
+    assert set(rep["surrogate_cosines"]) == {"x1", "x2"}
+    assert min(rep["surrogate_cosines"].values()) > 0.9999, rep["surrogate_cosines"]
+    comps = [{"r": np.array([[0.5, 0.0]])}, {"r": np.array([[1.0, 0.0]]),
+                                              "dphi": np.array([[1.0, 0.0]])},
+             {"r": np.array([[0.25]])}]
+    toy = build_mlp([2, 2, 1], get_rule("dfa"), seed=0)
+    toy.state["W"][2]["w"] = np.array([[2.0, 3.0, 9.0]])  # bias column ignored
+    (g1,) = surrogate_gradients(toy, comps, np.array([[1.0]]))
+    np.testing.assert_allclose(g1, [[-1.5, -2.25]])  # (0.25 - 1) * [2, 3]

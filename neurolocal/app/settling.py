@@ -6,8 +6,11 @@ the spiking reference simulator on the target's synced network and lowered progr
 every spiking target reports it the same way), its measured decay per step from the peak,
 and whether it settled (the last residual below 1 % of the peak); beside it the eigenvalue
 criterion rate mode reports (:meth:`RateRunner.stability`) for the same weights, and the
-cosine between each hidden layer's relaxed compartment and dL/dr_l (rate mode's
-``relaxed_cosines``).
+cosine between each hidden layer's relaxed compartment and dL/dr_l: of the rate network with
+the same weights (rate mode's ``relaxed_cosines``: softmax cross-entropy, the rate
+nonlinearity), and of the spiking network itself (``surrogate_cosines``: its output error
+``r - target`` as dL/da_L, as the rules use it, carried down through the measured rates'
+surrogate derivative ``dphi``; what an exact relaxation settles to).
 """
 
 from __future__ import annotations
@@ -19,6 +22,26 @@ import numpy as np
 from neurolocal.errors import NeurolocalError
 
 from .metrics import activation_gradients
+
+
+def surrogate_gradients(net, comps: list[dict], onehot) -> list[np.ndarray]:
+    """dL/dr_l of the spiking network, hidden layers 1..L-1: ``r_L - target`` as dL/da_L,
+    then ``dL/dr_l = W_(l+1)^T (dL/dr_(l+1) * dphi_(l+1))`` on the measured compartments."""
+    from neurolocal.rule import FORWARD
+
+    g = np.asarray(comps[-1]["r"], np.float64) - onehot  # dL/da_L
+    out: list[np.ndarray] = []
+    for k in range(net.depth, 1, -1):
+        dr = g @ np.asarray(net.state[FORWARD][k]["w"], np.float64)[:, :-1]
+        out.insert(0, dr)
+        g = dr * np.asarray(comps[k - 1]["dphi"], np.float64)
+    return out
+
+
+def _cosine(v, g) -> float:
+    v, g = np.asarray(v, np.float64).ravel(), np.asarray(g, np.float64).ravel()
+    denom = np.linalg.norm(v) * np.linalg.norm(g)
+    return float(v @ g / denom) if denom else 0.0
 
 
 def spiking_settling(runner, x, y, *, seed: int = 0, stability_samples: int = 8) -> dict:
@@ -60,6 +83,10 @@ def spiking_settling(runner, x, y, *, seed: int = 0, stability_samples: int = 8)
             denom = np.linalg.norm(v) * np.linalg.norm(g.ravel())
             cos[f"{comp}{layer}"] = float(v @ g.ravel() / denom) if denom else 0.0
     out["relaxed_cosines"] = cos
+    if not net.convs and all("dphi" in c for c in comps[1:-1]):  # (a rule that reads f')
+        out["surrogate_cosines"] = {
+            f"{comp}{layer}": _cosine(comps[layer][comp], g) for comp in relaxed
+            for layer, g in enumerate(surrogate_gradients(net, comps, onehot), start=1)}
     try:
         rate = RateRunner(net, backend="numpy", allow_nonlocal=True)
         k = min(stability_samples, len(x))
