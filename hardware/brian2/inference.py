@@ -158,9 +158,17 @@ class _Network:
                                name=f"nl_{layer.name}_{'rec' if recurrent else 'syn'}")
         mat = sp.csr_matrix(np.asarray(layer.recurrent, np.float64)) if recurrent \
             else self.mats[k][0]
-        i, j, w = _block_diag(mat, self.copies)
-        syn.connect(i=i, j=j)
-        syn.w = w
+        n_out, n_in = mat.shape
+        if mat.nnz == n_out * n_in and not recurrent:
+            # a dense block per copy: connected by generated code, pre-major (each pre
+            # neuron's n_out synapses in turn), with the weights in that order
+            syn.connect(j="k + (i // n_in) * n_out for k in range(n_out)",
+                        namespace={"n_in": n_in, "n_out": n_out})
+            syn.w = np.tile(mat.toarray().T.ravel(), self.copies)
+        else:
+            i, j, w = _block_diag(mat, self.copies)
+            syn.connect(i=i, j=j)
+            syn.w = w
         syn.pre.when = "thresholds"
         syn.pre.order = 10 * k + 11
         return syn
