@@ -25,11 +25,14 @@ MIN_SHARD = 250
 
 
 def worker_count(n: int, requested: int | None) -> int:
-    """Workers for ``n`` images: ``requested``, or (None) one per free core with at least
-    :data:`MIN_SHARD` images each."""
+    """Workers for ``n`` images: ``requested``, or (None) one per core with at least
+    :data:`MIN_SHARD` images each; 1 where processes cannot be forked."""
     if requested is not None:
         if isinstance(requested, bool) or int(requested) != requested or requested < 1:
             raise NeurolocalError(f"workers must be an integer >= 1, got {requested!r}")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1  # (Windows) the workers are forks of this process
+    if requested is not None:
         return int(min(requested, n))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
