@@ -159,9 +159,11 @@ class _Network:
         mat = sp.csr_matrix(np.asarray(layer.recurrent, np.float64)) if recurrent \
             else self.mats[k][0]
         n_out, n_in = mat.shape
-        if mat.nnz == n_out * n_in and not recurrent:
-            # a dense block per copy: connected by generated code, pre-major (each pre
-            # neuron's n_out synapses in turn), with the weights in that order
+        if mat.nnz == n_out * n_in and not recurrent and \
+                self.b2.prefs.codegen.target == "cython":
+            # a dense block per copy: connected by compiled generated code, pre-major (each
+            # pre neuron's n_out synapses in turn), the weights in that order (numpy code
+            # generation runs this generator per pre neuron in Python: the arrays instead)
             syn.connect(j="k + (i // n_in) * n_out for k in range(n_out)",
                         namespace={"n_in": n_in, "n_out": n_out})
             syn.w = np.tile(mat.toarray().T.ravel(), self.copies)
