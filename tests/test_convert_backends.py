@@ -290,6 +290,23 @@ def test_brian2_worker_shards_equal_one_process(data, mlp, inp):
     assert not [p for p in multiprocessing.active_children() if "brian2" in p.name]
 
 
+def test_brian2_cython_copies_equal_numpy(data, mlp):
+    """Cython code generation connects a dense block per copy by generated code (numpy by
+    index arrays): the same synapses and weights, so the same counts."""
+    from neurolocal.hardware.brian2.runtime import set_prefs
+
+    if set_prefs("auto") != "cython":
+        pytest.skip("no working C compiler for Brian2's Cython code generation")
+    _, _, xt, _ = data
+    model = set_neurons(mlp, "IF", v_init=0.5)
+    a = run_brian2(model, xt[:6], 10, codegen_target="numpy", return_counts=True)
+    b = run_brian2(model, xt[:6], 10, codegen_target="cython", return_counts=True)
+    assert b.extra["codegen_target"] == "cython"
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    for p, q in zip(a.spike_counts, b.spike_counts):
+        np.testing.assert_array_equal(p, q)
+
+
 def test_brian2_worker_errors_reach_the_caller_and_no_worker_stays(mlp, monkeypatch):
     import multiprocessing
 
