@@ -104,6 +104,7 @@ def _train(a, rule: str, target: str, **kw) -> dict:
 
 
 def accuracy_section(a, out: dict) -> None:
+    from neurolocal.errors import DivergenceError
     from neurolocal.hardware.semantics import SpikingConfig, sample_epochs
     from neurolocal.rules import get_rule
 
@@ -114,9 +115,15 @@ def accuracy_section(a, out: dict) -> None:
         # the same step per sample batch: a rule learning M times per sample (pal) takes
         # lr / M each time, as neurolocal train's spiking default does
         m = sample_epochs(get_rule(rule), SpikingConfig(timesteps=a.timesteps))
-        runs[rule] = _train(a, rule, "snntorch", epochs=a.epochs, batch_size=a.batch_size,
-                            globals={"lr": a.lr / m}, lr_decay=a.lr_decay, limit=a.limit,
-                            test_limit=a.test_limit)
+        try:
+            runs[rule] = _train(a, rule, "snntorch", epochs=a.epochs, batch_size=a.batch_size,
+                                globals={"lr": a.lr / m}, lr_decay=a.lr_decay, limit=a.limit,
+                                test_limit=a.test_limit)
+        except DivergenceError as exc:  # a result of this budget: recorded, the next rule runs
+            runs[rule] = {"rule": rule, "diverged": str(exc)}
+            _save(a, out)
+            print(f"  {rule}: DIVERGED: {exc}", flush=True)
+            continue
         _save(a, out)
         print(f"  {rule}: {runs[rule]['test_accuracy']:.2f} %, B-W^T "
               f"{_angle(runs[rule]):.1f} deg, {runs[rule]['seconds']:.0f} s", flush=True)
@@ -127,6 +134,10 @@ def accuracy_table(a, runs: dict) -> str:
     fa = _angle(runs["fa"]) if "fa" in runs else float("nan")
     rows = []
     for rule, res in runs.items():
+        if "diverged" in res:
+            rows.append([rule, "-", "-", "", "", "MISSED (diverged: "
+                         + res["diverged"].split(":")[0] + ")", "-"])
+            continue
         angle = _angle(res)
         if rule == "fa":
             claim = "reference"
@@ -138,7 +149,7 @@ def accuracy_table(a, runs: dict) -> str:
         rows.append([rule, f"{res['test_accuracy']:.2f}", f"{angle:.1f}",
                      "" if rule == "fa" else f"{angle - fa:+.1f}", ups, claim,
                      f"{res['seconds']:.0f}"])
-    n = next(iter(runs.values()))
+    n = next(r for r in runs.values() if "samples" in r)
     return _table(f"online spiking rules on snntorch: 784-{a.hidden}-10, T={a.timesteps}, batch "
                   f"{a.batch_size}, lr {a.lr} x {a.lr_decay}/pass, {a.epochs} passes, "
                   f"{n['samples']} training / {n['test_samples']} test images",
