@@ -198,6 +198,13 @@ def main(argv=None) -> int:
         if args.section in (name, "all"):
             out.update(globals()[f"section_{name}"](args))
     if args.out:
+        old = Path(args.out)
+        # one section run keeps the other sections' results (with the arguments they ran by)
+        kept = json.loads(old.read_text()) if old.exists() and args.section != "all" else {}
+        if kept:
+            kept.setdefault("args_by_section", {})[args.section] = vars(args)
+            kept.update({k: v for k, v in out.items() if k != "args"})
+            out = kept
         Path(args.out).write_text(json.dumps(out, indent=1, default=float))
     return 0
 
