@@ -16,6 +16,7 @@ from neurolocal.rule import FORWARD, RECURRENT
 from neurolocal.symbols import AXON_SIGNALS, Ref
 
 from .noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
+from .relax import source_layer
 from .semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
 from .timed import trace_vars
 
@@ -214,7 +215,7 @@ class ReferenceSimulator:
             for fb in prog.feedback:
                 if fb.scope == "prev":
                     continue  # delivered bottom-up while settling
-                src = comps[self._source_layer(fb, layer)]
+                src = comps[source_layer(fb.scope, layer, self.net.depth)]
                 c[fb.target] = c[fb.target] + src[fb.source] @ self.feedback_weights(fb, layer).T
             self._run_eqs(c, self.hid_fns, final)
         self.relax(comps)
@@ -223,7 +224,7 @@ class ReferenceSimulator:
         return comps
 
     def relax(self, comps: list[dict]) -> None:
-        """The settling stretch of every relax phase, one neuron at a time: the values that
+        """The settling stretch of every relax phase: the values that
         follow the relaxed ones brought in line once (:meth:`_settle`), then per step the
         Euler step of every layer from the values before it, and :meth:`_settle` again."""
         top = self.net.depth
@@ -242,13 +243,8 @@ class ReferenceSimulator:
                              for x, fn in fns]
                 for layer, x, dx in incs:
                     res.setdefault((x, layer), []).append(float(np.sqrt(np.mean(dx ** 2))))
-                for layer, x, dx in incs:
-                    old = comps[layer][x]
-                    new = np.empty_like(old)
-                    for b in range(old.shape[0]):
-                        for i in range(old.shape[1]):
-                            new[b, i] = old[b, i] + plan.rate * dx[b, i]
-                    comps[layer][x] = new
+                for layer, x, dx in incs:  # every layer from the values before the step
+                    comps[layer][x] = comps[layer][x] + plan.rate * dx
                 self._settle(comps, out_derived, hid_derived)
 
     def _settle(self, comps: list[dict], out_derived, hid_derived) -> None:
@@ -274,12 +270,8 @@ class ReferenceSimulator:
         for target in {fb.target for fb in plans}:
             c[target] = np.zeros_like(c["r"])
         for fb in plans:
-            src = comps[self._source_layer(fb, layer)]
+            src = comps[source_layer(fb.scope, layer, self.net.depth)]
             c[fb.target] = c[fb.target] + src[fb.source] @ self.feedback_weights(fb, layer).T
-
-    def _source_layer(self, fb: FeedbackPlan, layer: int) -> int:
-        return {"next": layer + 1, "output": self.net.depth, "lateral": layer,
-                "prev": layer - 1}[fb.scope]
 
     def _slow(self, c: dict, traces: dict, names) -> None:
         """slow(X): the normalised low-pass of X over this sample's learning epochs."""
@@ -344,7 +336,7 @@ class ReferenceSimulator:
                          for layer in sorted(self.net.recurrent)]
             else:
                 fb = next(f for f in prog.feedback if f.name == up.projection)
-                pairs = [(layer, comps[self._source_layer(fb, layer)], comps[layer])
+                pairs = [(layer, comps[source_layer(fb.scope, layer, self.net.depth)], comps[layer])
                          for layer in range(1, self.net.depth)]
             for layer, pre, post in pairs:
                 syn = {**self.state[up.projection][layer],

@@ -123,8 +123,9 @@ def relax_plans(rule: Rule, dynamic: list, output_eqs: tuple, hidden_eqs: tuple,
     return tuple(plans)
 
 
-#: source layer of a projection into ``layer`` by its scope (``top`` = the output layer)
 def source_layer(scope: str, layer: int, top: int) -> int:
+    """The layer a projection of ``scope`` into ``layer`` reads (``top``: the output), one
+    map for every spiking target."""
     return {"next": layer + 1, "output": top, "lateral": layer, "prev": layer - 1}[scope]
 
 

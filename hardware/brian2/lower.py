@@ -23,6 +23,7 @@ from neurolocal.symbols import AXON_SIGNALS, Ref
 
 from ..noise import NOISE_VALUE
 from ..printing import ExprPrinter
+from ..relax import source_layer
 from ..semantics import (
     CONSTANTS,
     RAW_STATE,
@@ -421,7 +422,7 @@ def _synapses(program: SpikingProgram, depth: int) -> list[SynapseSpec]:
             continue  # the forward synapses carry it (relax.forward_operations)
         fb_learned = ep.learns(program, fb.name)
         for layer in range(1, depth):
-            src = {"next": layer + 1, "lateral": layer}.get(fb.scope, depth)
+            src = source_layer(fb.scope, layer, depth)
             model = ["w : 1", *[f"{syn_name(v)} : 1" for v in _syn_vars(program, fb.name)]]
             if momentum and fb_learned:
                 model.append("vel : 1")

@@ -22,6 +22,7 @@ from neurolocal.symbols import AXON_SIGNALS
 from ..arrayops import torch_device, torch_ops
 from ..encoding import encode_input
 from ..noise import NOISE_DRIVE, NOISE_VALUE, SLOW_PREFIX
+from ..relax import source_layer
 from ..semantics import FeedbackPlan, SpikingProgram, feedback_matrix, require_dense
 from .lower import generate_source, noise_function_name, pre_reads, update_function_name
 from .relax import settle
@@ -266,7 +267,7 @@ class SnnTorchRunner:
             else:
                 fb = next(f for f in self.program.feedback if f.name == proj)
                 for layer in range(1, self.net.depth):
-                    src = comps[{"next": layer + 1, "lateral": layer}.get(fb.scope, -1)]
+                    src = comps[source_layer(fb.scope, layer, self.net.depth)]
                     out[(proj, layer)] = fn(src, comps[layer], self.state[proj][layer],
                                             self.g, n)
         return out
