@@ -1,29 +1,11 @@
-"""Conv layers in spiking learning: what the spiking semantics means for a convolution.
+"""Conv layers in spiking learning: which programs a conv net can learn, and why a target
+cannot.
 
-A conv projection (:class:`neurolocal.network.ConvSpec`) in a spiking net is the dense
-semantics of docs/spiking.md with the synapses laid out as a convolution:
-
-* its post population is a stack of LIF feature maps (channel, row, column), flattened
-  channel-major; every map neuron is an ordinary neuron of the layer (window, traces,
-  compartments, surrogate);
-* the projection delivers one step late, as a dense one does: the input of step t is the
-  kernel convolved with the spikes the layer below emitted in step t-1, plus the channel's
-  bias (the always-on bias neuron's synapse, the same at every position);
-* feedback reaches every map neuron through its own feedback synapses (DFA: ``B`` of shape
-  (channels * positions, outputs)), exactly as it reaches a dense hidden neuron;
-* a kernel entry is one synapse repeated at every output position (its *copies*). In the
-  learning epoch each copy's update is what the rule's terms give for that copy (pre factor
-  at its input position, post factor at its output position, synapse factor from the
-  kernel), and the kernel entry moves by the **sum over its copies**, averaged over the batch
-  as for dense layers. A zero-padded input position is a pre-synaptic neuron that never
-  fires (every compartment 0), as rate mode's unfolded rows read it; the bias column's copies
-  read the bias neuron. A term that reads neither end (``-lr * wd * syn.w``) is, like every
-  term, summed over the copies (rate mode applies such a term once per kernel entry).
-
-Weight sharing is the one step of this program that is not per-synapse: the copies'
-updates are accumulated across synapses. :func:`check_conv_learning` accepts a program on a
-conv net where every step can be computed this way, and :func:`conv_refusal` says why a
-target cannot (Lava: the learning engine updates each synapse from its own traces only).
+The semantics (a kernel entry is one synapse repeated at every output position; it moves
+by the sum of its copies' updates) are in docs/spiking.md, "Conv layers in spiking
+learning". That sum is the one step that is not per-synapse: :func:`check_conv_learning`
+accepts the programs where every step can be computed so, :func:`conv_refusal` names the
+limit (Lava: its learning engine updates each synapse from its own traces only).
 """
 
 from __future__ import annotations

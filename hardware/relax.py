@@ -1,32 +1,10 @@
-"""Relax phases in the spiking learning epoch: settling dynamics after the spikes are measured.
+"""Relax phases in the spiking learning epoch: the settling stretch as data.
 
-A rule whose credit assignment is a settling dynamical system (activation relaxation,
-``phase settle = relax(steps=S, rate=h)`` with ``neuron x during settle = -x + err``) gets,
-at the end of every learning epoch, a **settling stretch** of S Euler steps between the
-epoch program's equations and its updates (docs/spiking.md, "Relax phases"):
-
-0. the epoch program as without relaxation: measure, output equations, feedback top-down,
-   hidden equations; a plain ``neuron x = r`` is the relaxed compartment's initial value
-   (0 without one);
-1. S times: every ``during`` equation of every layer (hidden and output) is evaluated from
-   the current values and all layers step at once, ``x += h * dx/dt`` (Jacobi, as the rate
-   target steps them); then the values that follow the relaxed ones are brought in line,
-   top-down: the output's static equations, then for each hidden layer from the top the
-   feedback projections recomputed from the layer above (or the output) and the layer's
-   static equations, except those that only give a relaxed compartment its initial value;
-2. the updates read the relaxed values.
-
-This is the rate target's executor (``RateRunner.relax``) on the measured compartments, so a
-spiking and a rate run agree on the same inputs. Because a feedback projection's source is
-recomputed from the layer above's relaxed value within the same step, one relaxation step
-needs one hop of every feedback projection where the source a layer sends depends only on
-its own relaxed and measured compartments (``ar``, ``ar-exact``): the relaxation is then a
-recurrent computation of the neurons and their feedback synapses with one synaptic delay
-per step. The measured compartments (rates, drive, surrogate) stay fixed while settling:
-the spikes of the epoch are over.
-
-This module turns a rule's ``during`` equations into :class:`RelaxPlan` data of the
-:class:`~.semantics.SpikingProgram`; nothing here knows a rule by name.
+A rule's ``during`` equations become :class:`RelaxPlan` data of the
+:class:`~.semantics.SpikingProgram`: S Euler steps between the epoch program's equations and
+its updates, every layer at once, the values that follow the relaxed ones brought in line
+after each step (the rate target's executor on the measured compartments). The semantics
+are in docs/spiking.md, "Relax phases: the settling stretch"; nothing here knows a rule.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ from typing import Any
 
 from neurolocal.network import Network
 from neurolocal.rule import FORWARD
-from neurolocal.symbols import AXON_SIGNALS, Ref
+from neurolocal.symbols import Ref
 
 from ..conv_spiking import check_conv_learning
 from ..semantics import SpikingProgram
 from .lower import _update_function
-from .runtime import SnnTorchRunner
+from .runtime import SnnTorchRunner, _with_bias
 
 #: The generated function computing a conv layer's kernel increments.
 CONV_UPDATE = "conv_update_W"
@@ -91,12 +91,9 @@ class ConvSnnTorchRunner(SnnTorchRunner):
         spec = self.net.convs.get(layer)
         if spec is None:
             return super()._forward_increment(fn, layer, pre, post, n)
-        torch, ops = self.torch, self.ops
-        rows = {}
-        for k, v in pre.items():
-            field = ops.patches(v, spec)
-            fill = 1.0 if k in AXON_SIGNALS else 0.0
-            rows[k] = torch.cat([field, torch.full_like(field[:, :1], fill)], 1)
+        ops = self.ops
+        fields = {k: ops.patches(v, spec) for k, v in pre.items() if k in self._pre_reads}
+        rows = _with_bias(fields, self.torch)  # receptive fields plus the bias neuron
         at = {k: ops.positions(v, spec) for k, v in post.items()}
         g = {**self.g, POSITIONS: float(spec.positions)}
         return self.mod[CONV_UPDATE](rows, at, self.state[FORWARD][layer], g, n)
