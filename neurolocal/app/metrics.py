@@ -16,14 +16,17 @@ def _numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-def angle_degrees(a, b) -> float:
-    """Angle between two arrays seen as vectors; 90 for a zero array."""
+def cosine(a, b) -> float:
+    """Cosine similarity of two arrays seen as vectors; 0 for a zero array."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        return 90.0
-    return math.degrees(math.acos(float(np.clip(a @ b / (na * nb), -1.0, 1.0))))
+    return float(a @ b / (na * nb)) if na and nb else 0.0
+
+
+def angle_degrees(a, b) -> float:
+    """Angle between two arrays seen as vectors; 90 for a zero array."""
+    return math.degrees(math.acos(float(np.clip(cosine(a, b), -1.0, 1.0))))
 
 
 def feedback_matrix(net: Network, fb: FeedbackDecl, layer: int) -> np.ndarray:
@@ -184,8 +187,5 @@ def relaxed_cosines(runner, x, y, compartment: str = "x") -> dict[str, float]:
     comps = runner.errors(runner.forward(x), runner.asarray(onehot))
     out = {}
     for layer, g in enumerate(activation_gradients(runner.sync(), x, y), start=1):
-        v = runner.to_numpy(comps[layer][compartment]).astype(np.float64).ravel()
-        g = g.ravel()
-        denom = np.linalg.norm(v) * np.linalg.norm(g)
-        out[f"{compartment}{layer}"] = float(v @ g / denom) if denom else 0.0
+        out[f"{compartment}{layer}"] = cosine(runner.to_numpy(comps[layer][compartment]), g)
     return out

@@ -21,7 +21,7 @@ import numpy as np
 
 from neurolocal.errors import NeurolocalError
 
-from .metrics import activation_gradients
+from .metrics import activation_gradients, cosine
 
 
 def surrogate_gradients(net, comps: list[dict], onehot) -> list[np.ndarray]:
@@ -36,12 +36,6 @@ def surrogate_gradients(net, comps: list[dict], onehot) -> list[np.ndarray]:
         out.insert(0, dr)
         g = dr * np.asarray(comps[k - 1]["dphi"], np.float64)
     return out
-
-
-def _cosine(v, g) -> float:
-    v, g = np.asarray(v, np.float64).ravel(), np.asarray(g, np.float64).ravel()
-    denom = np.linalg.norm(v) * np.linalg.norm(g)
-    return float(v @ g / denom) if denom else 0.0
 
 
 def spiking_settling(runner, x, y, *, seed: int = 0, stability_samples: int = 8) -> dict:
@@ -75,17 +69,12 @@ def spiking_settling(runner, x, y, *, seed: int = 0, stability_samples: int = 8)
                                       "settles": bool(last <= 0.01 * peak)}
         out["phases"][name] = rows
     relaxed = program.relax[0].relaxed
-    grads = activation_gradients(net, x, y)
-    cos = {}
-    for layer, g in enumerate(grads, start=1):
-        for comp in relaxed:
-            v = np.asarray(comps[layer][comp], np.float64).ravel()
-            denom = np.linalg.norm(v) * np.linalg.norm(g.ravel())
-            cos[f"{comp}{layer}"] = float(v @ g.ravel() / denom) if denom else 0.0
-    out["relaxed_cosines"] = cos
+    out["relaxed_cosines"] = {
+        f"{comp}{layer}": cosine(comps[layer][comp], g) for comp in relaxed
+        for layer, g in enumerate(activation_gradients(net, x, y), start=1)}
     if not net.convs and all("dphi" in c for c in comps[1:-1]):  # (a rule that reads f')
         out["surrogate_cosines"] = {
-            f"{comp}{layer}": _cosine(comps[layer][comp], g) for comp in relaxed
+            f"{comp}{layer}": cosine(comps[layer][comp], g) for comp in relaxed
             for layer, g in enumerate(surrogate_gradients(net, comps, onehot), start=1)}
     try:
         rate = RateRunner(net, backend="numpy", allow_nonlocal=True)
