@@ -245,9 +245,10 @@ def test_lava_conv_layers_run_as_factored_synapses(data, cnn, lava):
     import_lava()
     from neurolocal.hardware.lava.procs.factored_sparse import PyFactoredSparseFixed
 
-    kinds = [type(f).__name__ for f in PyFactoredSparseFixed._prepare(
-        None, layer2.synapse_matrices, layer2.message_bits)]
-    assert kinds == ["csr_matrix", "ndarray"], kinds  # the pool sparse, the conv dense
+    prepared = PyFactoredSparseFixed._prepare(None, layer2.synapse_matrices,
+                                              layer2.message_bits)
+    assert type(prepared[0]).__name__ == "csr_matrix"  # the pool (1 in 4 of a row) sparse
+    assert [f.dtype for f in prepared] == [np.float32] * 2  # these sums stay below 2**24
     emu = simulate_fixed(q, xt[:10], 12, return_counts=True, model=model)
     got = lava(q, xt[:10], 12, record_neurons=True, float_model=model)
     np.testing.assert_array_equal(got.outputs, emu.outputs)
@@ -344,3 +345,38 @@ def test_float32_sweep_is_consistent_with_single_runs(data, mlp):
     sweep = sweep_snntorch(mlp, xt[:50], [8, 16])
     single = run_snntorch(mlp, xt[:50], 8)
     np.testing.assert_array_equal(sweep[8].outputs, single.outputs)
+
+
+@pytest.mark.parametrize("scale, kind", [(3, np.float32), (3000, np.float64),
+                                         (2**26, np.int64)])
+@pytest.mark.parametrize("graded", [False, True])
+def test_factored_sparse_fixed_sums_are_exact_integers(scale, kind, graded):
+    """Whatever type the fixed-point factors are summed in (float32, float64, int64; dense or
+    sparse), every copy's output is the exact integer product of the factors."""
+    from types import SimpleNamespace
+
+    import scipy.sparse as sp
+
+    from neurolocal.hardware.lava.runtime import import_lava
+
+    import_lava()
+    from neurolocal.hardware.lava.procs.factored_sparse import PyFactoredSparseFixed
+
+    rng = np.random.default_rng(int(scale) % 97)
+    factors = [sp.random(40, 60, density=0.02, random_state=1, format="csr"),
+               sp.random(30, 40, density=0.6, random_state=2, format="csr")]
+    for f in factors:
+        f.data = rng.integers(-scale, scale + 1, f.nnz).astype(np.int64)
+    bits, copies = (7 if graded else 0), 5
+    prepared = PyFactoredSparseFixed._prepare(None, factors, bits)
+    assert prepared[-1].dtype == kind
+    assert isinstance(prepared[1], np.ndarray) == (kind is not np.int64)  # the dense one
+    assert not isinstance(prepared[0], np.ndarray)  # 2 % full: sparse
+    s_in = (rng.integers(-128, 128, copies * 60) if graded
+            else rng.integers(0, 2, copies * 60)).astype(np.int32)
+    model = SimpleNamespace(graded=graded, copies=copies, factors=prepared)
+    got = PyFactoredSparseFixed._accumulate(model, s_in, np.int64)
+    want = s_in.astype(np.int64).reshape(copies, 60).T
+    for f in factors:
+        want = f.astype(np.int64) @ want
+    np.testing.assert_array_equal(got, want.T.reshape(-1))

@@ -89,8 +89,10 @@ __all__ = ["LAYOUTS", "TAGS", "block_diagonal", "batch_size", "run_lava"]
 
 TAGS: tuple[str, ...] = ("fixed_pt", "floating_pt")
 LAYOUTS: tuple[str, ...] = ("batched", "stream")
-#: per-chunk budgets of the batched layout: neurons, synapses, source buffer entries
-NEURON_BUDGET, SYNAPSE_BUDGET, SOURCE_BUDGET = 1_500_000, 30_000_000, 16_000_000
+#: per-chunk budgets of the batched layout: neurons, synapses, source buffer entries (4.5M
+#: neurons: the conv net of benchmarks/conversion.py, 1,000 images in one chunk, peaks at
+#: 2.2 GB in its largest Lava process)
+NEURON_BUDGET, SYNAPSE_BUDGET, SOURCE_BUDGET = 4_500_000, 30_000_000, 16_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,7 +401,10 @@ def _run_batched(plan: _Plan, xb: np.ndarray, timesteps: int, *, spikes: np.ndar
     """Every chunk of ``xb`` as copies side by side; results concatenated in input order."""
     n = len(xb)
     first_on_lava = first_on_lava or plan.input == "poisson"
-    m_max = chunk or batch_size(plan, timesteps, n, first_on_lava=first_on_lava)
+    m_max = chunk
+    if not m_max:  # chunks of equal size: 10,000 images at most 6,000 a chunk are 2 x 5,000
+        m_max = batch_size(plan, timesteps, n, first_on_lava=first_on_lava)
+        m_max = -(-n // -(-n // m_max))
     parts: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for lo in range(0, n, m_max):

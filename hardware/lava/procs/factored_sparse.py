@@ -14,9 +14,9 @@ the matrix Lava's ``Dense`` receives), so the sums are the same integers.
 (batched evaluation). The product then runs on all copies at once as a matrix of copies
 columns -- a block-diagonal matrix-vector product would stream every weight once per copy;
 this reads it once per step. Floats keep CSR's summation order (the same sums as one image
-per graph); integers, whose sums are exact in any order, use a dense BLAS product for a
-factor dense enough that this is faster, while every partial sum stays an exact float64
-integer (checked from the factors' row sums and the input's bit width).
+per graph); integers, whose sums are exact in any order, are summed in float32 (or float64)
+while every partial sum stays an exact integer there (checked from the factors' row sums and
+the input's bit width), as a dense BLAS product for a factor dense enough that this is faster.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 __all__ = ["FactoredSparse", "PyFactoredSparseFixed", "PyFactoredSparseFloat"]
 
 
-#: a factor at least this dense runs as a dense product in fixed point
-DENSE_FRACTION = 0.05
+#: a factor at least this dense runs as a dense product in fixed point (below it scipy's
+#: sparse product is faster: measured on the conv net of benchmarks/conversion.py)
+DENSE_FRACTION = 0.3
 DENSE_MAX = 2**24  #: and holds at most this many entries (128 MB)
-_EXACT = 2.0**53  # float64 holds every integer below this exactly
+_EXACT32, _EXACT = 2.0**24, 2.0**53  # float32 / float64 hold every integer below these
 
 
 class FactoredSparse(AbstractProcess):
@@ -110,25 +111,28 @@ class PyFactoredSparseFixed(_FactoredModel):
     _dtype = np.int64
 
     def _prepare(self, factors: list[Any], bits: int) -> list[Any]:
-        """Dense float64 for a dense enough factor while every sum is an exact integer
-        (bound: the input's largest magnitude times each factor's largest row sum)."""
+        """Each factor transposed, for ``h @ F.T`` on images in rows, in the cheapest type
+        whose sums are exact: float32 while every sum stays below 2**24, float64 below
+        2**53, else int64 (bound: the input's largest magnitude times each factor's largest
+        row sum). A factor at least ``DENSE_FRACTION`` full is a dense array (BLAS)."""
         bound, out = 2.0 ** max(bits, 1), []
         for f in factors:
             bound *= float(abs(f).sum(axis=1).max()) if f.nnz else 0.0
+            kind = (np.float32 if bound < _EXACT32 else np.float64 if bound < _EXACT
+                    else np.int64)
             size = f.shape[0] * f.shape[1]
-            dense = f.nnz >= DENSE_FRACTION * size and size <= DENSE_MAX and bound < _EXACT
-            out.append(f.toarray().astype(np.float64) if dense else f.astype(np.int64))
+            dense = (kind is not np.int64 and f.nnz >= DENSE_FRACTION * size
+                     and size <= DENSE_MAX)
+            out.append(np.ascontiguousarray(f.toarray().T, dtype=kind) if dense
+                       else f.T.tocsr().astype(kind))
         return out
 
     def _accumulate(self, s_in: np.ndarray, dtype: Any) -> np.ndarray:
         h = s_in if self.graded else s_in.astype(bool)
-        h = h.astype(np.int64).reshape(self.copies, -1).T  # (n_in, copies)
+        h = h.reshape(self.copies, -1)  # (copies, n_in): images in rows
         for f in self.factors:
-            if isinstance(f, np.ndarray):  # exact: integer values below 2**53
-                h = np.rint(f @ h.astype(np.float64)).astype(np.int64)
-            else:
-                h = f @ h
-        return np.ascontiguousarray(h.T).reshape(-1)
+            h = np.asarray(h.astype(f.dtype, copy=False) @ f)
+        return (h if h.dtype == np.int64 else np.rint(h).astype(np.int64)).reshape(-1)
 
     def _finish(self, h: np.ndarray) -> np.ndarray:
         e = self.weight_exp

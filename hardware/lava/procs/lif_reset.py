@@ -33,20 +33,22 @@ class _SubtractReset:
         self.subtract = proc_params.get("neurolocal_reset", "subtract") == "subtract"
         self.v0 = v0_type(proc_params.get("neurolocal_v0", 0))
 
-    def _window_reset(self) -> None:
+    def _window_reset(self) -> bool:
         if (self.time_step % self.reset_interval) == self.reset_offset:
             self.u *= 0
             self.v[:] = self.v0
             self.prev_spikes = None
+            return True
+        return False
 
     def _step(self, a_in_data: np.ndarray, vth: float) -> None:
         self.subthr_dynamics(activation_in=a_in_data)
-        if self.subtract and self.prev_spikes is not None:
-            self.v[self.prev_spikes] -= vth
-        s_out = self.spiking_activation()
+        if self.subtract and self.prev_spikes is not None:  # one pass, no gather/scatter
+            np.subtract(self.v, vth, out=self.v, where=self.prev_spikes)
+        s_out = self.spiking_activation()  # a new array that nothing writes to later
         if not self.subtract:
             self.reset_voltage(spike_vector=s_out)
-        self.prev_spikes = s_out.copy()
+        self.prev_spikes = s_out
         self.s_out.send(s_out)
 
 
@@ -72,16 +74,21 @@ class PyLifResetSubtractBitAcc(_SubtractReset, PyLifResetModelBitAcc):
             super().subthr_dynamics(activation_in)
             return
         curr = np.left_shift(activation_in.astype(np.int32, copy=False), self.act_shift)
-        wrapped = np.where(curr > self.max_uv_val, curr - 2 * self.max_uv_val, curr)
-        wrapped = np.where(wrapped <= -self.max_uv_val, curr + 2 * self.max_uv_val, wrapped)
-        self.u[:] = wrapped
-        limit = np.int32(self.max_uv_val) - 1
-        self.v[:] = np.clip(self.v + self.u + self.effective_bias, -limit, limit)
+        top = self.max_uv_val
+        if curr.size and (curr.max() > top or curr.min() <= -top):  # Lava's 24-bit wrap
+            wrapped = np.where(curr > top, curr - 2 * top, curr)
+            curr = np.where(wrapped <= -top, curr + 2 * top, wrapped)
+        self.u[:] = curr
+        limit = np.int32(top) - 1
+        v = self.v  # in place: v + u + bias, clipped (int32 holds the sum of 24-bit values)
+        np.add(v, self.u, out=v)
+        np.add(v, self.effective_bias, out=v)
+        np.clip(v, -limit, limit, out=v)
 
     def run_spk(self) -> None:
         a_in_data = self.a_in.recv()
-        self._window_reset()
-        self.scale_bias()
+        if self._window_reset() or not self.isbiasscaled:
+            self.scale_bias()  # once per window: nothing sets the bias during a run
         if not self.isthrscaled:
             self.scale_threshold()
         self._step(a_in_data, self.effective_vth)
