@@ -23,7 +23,9 @@ def test_train_on_snntorch_writes_json_and_a_checkpoint_that_continues(tmp_path,
     assert result["mode"] == "spiking" and result["target"] == "snntorch"
     assert result["spiking"]["learning_epochs"] == 5 and result["timesteps"] == 20
     assert set(result["update_angles"]) == {"W1", "W2", "R1"}
-    assert 0.0 <= result["test_accuracy"] <= 100.0
+    assert result["test_samples"] == 20  # scored on exactly the 20 test sequences asked for
+    correct = result["test_accuracy"] * 20 / 100
+    assert correct == pytest.approx(round(correct)) and 0 <= round(correct) <= 20
     net, meta = load_checkpoint(out)
     assert sorted(net.recurrent) == [1] and meta["spiking"]["learning_epochs"] == 5
     assert main(["train", "--init", str(out), "--dataset", "copy-5", "--spiking", "--target",
