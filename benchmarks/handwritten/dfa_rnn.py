@@ -26,8 +26,11 @@ class HandwrittenDfaRnn:
         import torch
 
         xs = x.transpose(0, 1)
-        drive = xs @ self.w_in[:, :-1].T + self.w_in[:, -1]
-        steps, n, hidden = drive.shape
+        steps, n, features = xs.shape
+        hidden = self.rec.shape[0]
+        # one product over the stacked (step, sample) rows, the bias riding in addmm
+        drive = torch.addmm(self.w_in[:, -1], xs.reshape(steps * n, features),
+                            self.w_in[:, :-1].T).view(steps, n, hidden)
         rates = torch.empty_like(drive)
         fs = torch.empty_like(drive)
         r = drive.new_zeros(n, hidden)
