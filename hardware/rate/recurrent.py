@@ -256,7 +256,8 @@ class RecurrentRunner(RateRunner):
                 src = now[at]
             value = src[fb.source.name]
             if batch is not None and fb.source.name in self.program.zeros[self._kind(at)]:
-                sent = self.xp.zeros_like(c["r"])
+                sent = self.xp.empty_like(c["r"])  # 0 before the last step
+                sent[:-batch] = 0
                 sent[-batch:] = value[-batch:] @ self.feedback_matrix(fb, layer).T
             else:
                 sent = value @ self.feedback_matrix(fb, layer).T
@@ -360,6 +361,8 @@ class RecurrentRunner(RateRunner):
             if plan.mode == "sum":
                 return c_last.repeat(steps, 1) if self.backend == "torch" else \
                     np.tile(c_last, (steps, 1))
+            if post["r"].shape[0] == batch:  # the rows are the last step alone: nothing to
+                return c_last                  # pad before it, nothing to gather back
             c = _cat(self.xp, [post["r"][:-batch] * 0, c_last])
         else:
             c = None
