@@ -90,8 +90,8 @@ __all__ = ["LAYOUTS", "TAGS", "block_diagonal", "batch_size", "run_lava"]
 TAGS: tuple[str, ...] = ("fixed_pt", "floating_pt")
 LAYOUTS: tuple[str, ...] = ("batched", "stream")
 #: per-chunk budgets of the batched layout: neurons, synapses, source buffer entries (4.5M
-#: neurons: the conv net of benchmarks/conversion.py, 1,000 images in one chunk, peaks at
-#: 2.2 GB in its largest Lava process)
+#: neurons: the conv net of benchmarks/conversion.py, 1,000 images in one chunk, takes 3.4 GB
+#: of memory in all, 2.2 GB in its largest Lava process)
 NEURON_BUDGET, SYNAPSE_BUDGET, SOURCE_BUDGET = 4_500_000, 30_000_000, 16_000_000
 
 
