@@ -6,8 +6,8 @@
 2. deep -- the same budget on 784-256-256-10: ``ar`` and ``pc`` beside spiking ``bp``
    (``allow_nonlocal``) in the same run; the target is within 1.0 point of ``bp``.
 
-Each run is the one ``benchmarks/spiking_rules.py --sections accuracy`` makes (the same
-``TrainConfig``). Results are kept per row in ``--json`` after every run, and a row already
+Each run is ``spiking_rules.budget_run``, the run ``benchmarks/spiking_rules.py --sections
+accuracy`` makes. Results are kept per row in ``--json`` after every run, and a row already
 there is not run again, so an interrupted run continues with the next row::
 
     python benchmarks/spiking_relax.py --sections full --json benchmarks/results/spiking_relax.json
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from neurolocal.fileio import atomic_write
@@ -46,23 +45,9 @@ def _args(argv=None):
 
 
 def _train(a, rule: str, hidden: list[int]) -> dict:
-    from neurolocal.app.training import TrainConfig, train
-    from neurolocal.errors import DivergenceError
-    from neurolocal.hardware.semantics import SpikingConfig, sample_epochs
-    from neurolocal.rules import get_rule
+    from spiking_rules import budget_run
 
-    m = sample_epochs(get_rule(rule), SpikingConfig(timesteps=a.timesteps))
-    cfg = TrainConfig(rule=rule, target="snntorch", hidden=hidden, timesteps=a.timesteps,
-                      seed=a.seed, epochs=a.epochs, batch_size=a.batch_size,
-                      globals={"lr": a.lr / m}, lr_decay=a.lr_decay, limit=a.limit,
-                      test_limit=a.test_limit, allow_nonlocal=rule == "bp")
-    t0 = time.perf_counter()
-    try:
-        res = train(cfg, progress=False).to_dict()
-    except DivergenceError as exc:  # a result of this budget: recorded, the next row runs
-        return {"rule": rule, "diverged": str(exc)}
-    res["wall_seconds"] = time.perf_counter() - t0
-    return res
+    return budget_run(a, rule, hidden=hidden, allow_nonlocal=rule == "bp")
 
 
 def _rows(a, out: dict, section: str, rules, hidden: list[int]) -> None:

@@ -91,7 +91,7 @@ def _angle(res: dict) -> float:
 def _train(a, rule: str, target: str, **kw) -> dict:
     from neurolocal.app.training import TrainConfig, train
 
-    cfg = TrainConfig(rule=rule, target=target, hidden=[kw.pop("hidden", a.hidden)],
+    cfg = TrainConfig(rule=rule, target=target, hidden=kw.pop("hidden", None) or [a.hidden],
                       timesteps=kw.pop("timesteps", a.timesteps), seed=a.seed, **kw)
     t0 = time.perf_counter()
     res = train(cfg, progress=False).to_dict()
@@ -103,28 +103,35 @@ def _train(a, rule: str, target: str, **kw) -> dict:
 # 1. accuracy (snntorch, full MNIST)
 
 
-def accuracy_section(a, out: dict) -> None:
+def budget_run(a, rule: str, **kw) -> dict:
+    """One rule at the accuracy section's budget on snntorch; a divergence is a result.
+
+    The same step per sample batch for every rule: a rule learning M times per sample (pal)
+    takes lr / M each time, as neurolocal train's spiking default does. ``kw``: more
+    ``TrainConfig`` fields (``hidden`` as a list, ``allow_nonlocal``)."""
     from neurolocal.errors import DivergenceError
     from neurolocal.hardware.semantics import SpikingConfig, sample_epochs
     from neurolocal.rules import get_rule
 
+    m = sample_epochs(get_rule(rule), SpikingConfig(timesteps=a.timesteps))
+    try:
+        return _train(a, rule, "snntorch", epochs=a.epochs, batch_size=a.batch_size,
+                      globals={"lr": a.lr / m}, lr_decay=a.lr_decay, limit=a.limit,
+                      test_limit=a.test_limit, **kw)
+    except DivergenceError as exc:  # a result of this budget: recorded, the next rule runs
+        return {"rule": rule, "diverged": str(exc)}
+
+
+def accuracy_section(a, out: dict) -> None:
     runs = out.setdefault("accuracy", {})
     for rule in a.rules.split(","):
         if rule in runs:
             continue
-        # the same step per sample batch: a rule learning M times per sample (pal) takes
-        # lr / M each time, as neurolocal train's spiking default does
-        m = sample_epochs(get_rule(rule), SpikingConfig(timesteps=a.timesteps))
-        try:
-            runs[rule] = _train(a, rule, "snntorch", epochs=a.epochs, batch_size=a.batch_size,
-                                globals={"lr": a.lr / m}, lr_decay=a.lr_decay, limit=a.limit,
-                                test_limit=a.test_limit)
-        except DivergenceError as exc:  # a result of this budget: recorded, the next rule runs
-            runs[rule] = {"rule": rule, "diverged": str(exc)}
-            _save(a, out)
-            print(f"  {rule}: DIVERGED: {exc}", flush=True)
-            continue
+        runs[rule] = budget_run(a, rule)
         _save(a, out)
+        if "diverged" in runs[rule]:
+            print(f"  {rule}: DIVERGED: {runs[rule]['diverged']}", flush=True)
+            continue
         print(f"  {rule}: {runs[rule]['test_accuracy']:.2f} %, B-W^T "
               f"{_angle(runs[rule]):.1f} deg, {runs[rule]['seconds']:.0f} s", flush=True)
     print(accuracy_table(a, runs), flush=True)
@@ -149,7 +156,7 @@ def accuracy_table(a, runs: dict) -> str:
         rows.append([rule, f"{res['test_accuracy']:.2f}", f"{angle:.1f}",
                      "" if rule == "fa" else f"{angle - fa:+.1f}", ups, claim,
                      f"{res['seconds']:.0f}"])
-    n = next(r for r in runs.values() if "samples" in r)
+    n = next((r for r in runs.values() if "samples" in r), {"samples": "?", "test_samples": "?"})
     return _table(f"online spiking rules on snntorch: 784-{a.hidden}-10, T={a.timesteps}, batch "
                   f"{a.batch_size}, lr {a.lr} x {a.lr_decay}/pass, {a.epochs} passes, "
                   f"{n['samples']} training / {n['test_samples']} test images",

@@ -69,13 +69,13 @@ def spiking_settling(runner, x, y, *, seed: int = 0, stability_samples: int = 8)
                                       "settles": bool(last <= 0.01 * peak)}
         out["phases"][name] = rows
     relaxed = program.relax[0].relaxed
-    out["relaxed_cosines"] = {
-        f"{comp}{layer}": cosine(comps[layer][comp], g) for comp in relaxed
-        for layer, g in enumerate(activation_gradients(net, x, y), start=1)}
+    grads = list(enumerate(activation_gradients(net, x, y), start=1))
+    out["relaxed_cosines"] = {f"{comp}{layer}": cosine(comps[layer][comp], g)
+                              for comp in relaxed for layer, g in grads}
     if not net.convs and all("dphi" in c for c in comps[1:-1]):  # (a rule that reads f')
-        out["surrogate_cosines"] = {
-            f"{comp}{layer}": cosine(comps[layer][comp], g) for comp in relaxed
-            for layer, g in enumerate(surrogate_gradients(net, comps, onehot), start=1)}
+        grads = list(enumerate(surrogate_gradients(net, comps, onehot), start=1))
+        out["surrogate_cosines"] = {f"{comp}{layer}": cosine(comps[layer][comp], g)
+                                    for comp in relaxed for layer, g in grads}
     try:
         rate = RateRunner(net, backend="numpy", allow_nonlocal=True)
         k = min(stability_samples, len(x))
