@@ -1,6 +1,6 @@
 """How far two trained checkpoints moved from their common initial weights, tensor by tensor.
 
-(Columns: Δ1 and Δ2 are run 1's and run 2's changes; start and end the weights before and after.)
+(Δ1, Δ2: run 1's and run 2's changes; start, end: the weights before and after.)
 
 For two runs of one rule from the same seed on different targets (say Lava fixed_pt and
 snntorch): per weight tensor the norm of each change, their ratio, the cosine between the two

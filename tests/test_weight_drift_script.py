@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import weight_drift
+
 from neurolocal.checkpoint import save_checkpoint
 from neurolocal.network import build_mlp
 from neurolocal.rules import get_rule
